@@ -1,0 +1,113 @@
+//! `copycar up`: load the application and serve it.
+
+use clap::Args;
+use copycar_manifest::App;
+use copycar_runtime::{Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection, ServiceRegistry};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub(crate) struct UpArgs {
+    /// Manifest file, or a directory containing spin.toml.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    from: PathBuf,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Set an application variable: NAME=VALUE (repeatable).
+    #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = copycar_runtime::parse_variable_arg)]
+    variables: Vec<(String, String)>,
+    /// Runtime configuration file: key-value stores and sandbox limits.
+    #[arg(long)]
+    runtime_config_file: Option<PathBuf>,
+    /// Directory for key-value data and the compile cache
+    /// [default: .copycar beside the manifest].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Wall-clock limit for one request, in milliseconds [default: 30000].
+    #[arg(long)]
+    request_timeout_ms: Option<u64>,
+    /// Memory limit of one component instance, in MiB [default: 128].
+    #[arg(long)]
+    memory_limit_mb: Option<u64>,
+    /// Instances that may run at once [default: 256].
+    #[arg(long)]
+    max_instances: Option<u32>,
+}
+
+pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(args))
+}
+
+async fn serve(args: UpArgs) -> anyhow::Result<()> {
+    let app = App::load(&crate::manifest_path(&args.from))?;
+    let runtime_config = match &args.runtime_config_file {
+        Some(path) => RuntimeConfig::load(path)?,
+        None => RuntimeConfig::default(),
+    };
+    // Command-line limits override the runtime config file.
+    let overrides = SandboxSection {
+        request_timeout_ms: args.request_timeout_ms,
+        memory_limit_mb: args.memory_limit_mb,
+        max_instances: args.max_instances,
+        max_request_body_bytes: None,
+    };
+    let limits = SandboxLimits::default()
+        .with_section(&runtime_config.sandbox)?
+        .with_section(&overrides)?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
+        app.manifest_path().parent().unwrap_or(std::path::Path::new(".")).join(".copycar")
+    });
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("failed to listen on {}: {e}", args.listen))?;
+    let runtime = Runtime::load(
+        app,
+        RuntimeOptions {
+            data_dir,
+            variables: args.variables,
+            runtime_config,
+            limits,
+            services: ServiceRegistry::default(),
+        },
+    )
+    .await?;
+
+    let local = listener.local_addr()?;
+    println!("Serving http://{local}");
+    println!("Available Routes:");
+    for (route, component) in runtime.router().routes() {
+        println!("  {component}: http://{local}{}", route.trim_end_matches("/..."));
+    }
+    tracing::info!(
+        listen = %local,
+        request_timeout_ms = limits.request_timeout.as_millis() as u64,
+        memory_limit_mb = limits.memory_limit >> 20,
+        max_instances = limits.max_instances,
+        "serving application `{}`",
+        runtime.app().name()
+    );
+
+    copycar_runtime::serve(runtime, listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler succeeds on unix");
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,40 @@
+//! The copycar host runtime: runs the WASI 0.2 HTTP components of a Spin
+//! application, one sandboxed instance per request.
+//!
+//! How the pieces fit:
+//!
+//! 1. [`copycar_manifest::App`] is the checked `spin.toml`; a
+//!    [`RuntimeConfig`] adds key-value stores and sandbox limits.
+//! 2. [`Runtime::load`] resolves variables, opens the key-value stores,
+//!    compiles each component once (cached on disk by content hash and
+//!    engine settings), links it against WASI, `wasi:http` and Spin's
+//!    key-value and variables interfaces, and pre-instantiates it.
+//! 3. [`serve`] accepts HTTP, routes each request with Spin's rules, and
+//!    calls [`Runtime::invoke`], which creates a fresh instance from the
+//!    pooling allocator with a wall-clock deadline (epoch interruption) and
+//!    a memory cap.
+//! 4. Outbound HTTP from an instance goes through the allow-list and the
+//!    address checks in `outbound`; `*.copycar.internal` URLs reach the
+//!    in-process services in a [`ServiceRegistry`] without a socket.
+
+mod address;
+mod bindings;
+mod config;
+mod engine;
+mod host_kv;
+mod host_variables;
+mod kv;
+mod metrics;
+mod outbound;
+mod runtime;
+mod server;
+mod services;
+mod state;
+mod variables;
+
+pub use config::{KeyValueStoreConfig, RuntimeConfig, SandboxLimits, SandboxSection};
+pub use metrics::Metrics;
+pub use runtime::{CallContext, InvokeError, Runtime, RuntimeOptions};
+pub use server::serve;
+pub use services::{InternalService, ServiceFuture, ServiceRegistry, ServiceRequest};
+pub use variables::{AppVariables, parse_variable_arg};

@@ -1,0 +1,328 @@
+//! The HTTP front end: accepts connections, answers the host's own
+//! endpoints (`/metrics`, `/ready`), routes everything else to components
+//! and stamps every response with its request id.
+
+use crate::runtime::{CallContext, Runtime};
+use bytes::Bytes;
+use copycar_manifest::RouteMatch;
+use http::{HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tracing::Instrument;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// How long a shutdown waits for requests in flight.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Spin's routing headers. Clients may not set them: incoming copies are
+/// removed before the host sets its own.
+const SPIN_HEADERS: [&str; 7] = [
+    "spin-full-url",
+    "spin-path-info",
+    "spin-matched-route",
+    "spin-base-path",
+    "spin-raw-component-route",
+    "spin-component-route",
+    "spin-client-addr",
+];
+
+/// Serves `runtime` on `listener` until `shutdown` resolves, then waits up
+/// to ten seconds for requests in flight.
+pub async fn serve(
+    runtime: Arc<Runtime>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    let server = Arc::new(Server {
+        runtime,
+        local,
+        ready: AtomicBool::new(true),
+        in_flight: AtomicU64::new(0),
+        next_id: AtomicU64::new(0),
+        id_prefix: request_id_prefix(),
+    });
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Typically EMFILE; back off instead of spinning.
+                    tracing::warn!(error = %e, "failed to accept connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let server = server.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, std::convert::Infallible>(server.handle(req, client).await) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(client.address = %client, error = %e, "connection ended with an error");
+            }
+        });
+    }
+
+    server.ready.store(false, Ordering::SeqCst);
+    tracing::info!("shutting down; waiting for requests in flight");
+    let drain_started = Instant::now();
+    while server.in_flight.load(Ordering::SeqCst) > 0 && drain_started.elapsed() < DRAIN_TIMEOUT {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+struct Server {
+    runtime: Arc<Runtime>,
+    local: SocketAddr,
+    ready: AtomicBool,
+    in_flight: AtomicU64,
+    next_id: AtomicU64,
+    id_prefix: String,
+}
+
+impl Server {
+    async fn handle(&self, mut req: Request<Incoming>, client: SocketAddr) -> Response<WasiBody> {
+        let started = Instant::now();
+        let request_id = self.request_id(&req);
+        let span = tracing::info_span!(
+            "request",
+            http.request.method = %req.method(),
+            url.path = %req.uri().path(),
+            client.address = %client.ip(),
+            request_id = %request_id,
+            component = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        );
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let (component, mut response) = async {
+            for name in SPIN_HEADERS {
+                req.headers_mut().remove(name);
+            }
+            req.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&request_id).expect("request ids are ASCII"));
+            self.dispatch(req, client, &request_id).await
+        }
+        .instrument(span.clone())
+        .await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+
+        response
+            .headers_mut()
+            .insert(REQUEST_ID, HeaderValue::from_str(&request_id).expect("request ids are ASCII"));
+        let status = response.status().as_u16();
+        span.record("component", component.as_str());
+        span.record("http.response.status_code", status);
+        self.runtime.metrics().request(&component, status, started.elapsed());
+        span.in_scope(|| {
+            tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "request completed");
+        });
+        response
+    }
+
+    /// Returns the component label for metrics and the response.
+    async fn dispatch(&self, req: Request<Incoming>, client: SocketAddr, request_id: &str) -> (String, Response<WasiBody>) {
+        let path = req.uri().path().to_string();
+        match path.as_str() {
+            "/metrics" => return ("host".into(), self.metrics()),
+            "/ready" => return ("host".into(), self.ready()),
+            _ => {}
+        }
+        let Some(route) = self.runtime.router().route(&path) else {
+            let message = format!("no route matches {path}");
+            return ("host".into(), error_response(StatusCode::NOT_FOUND, &message, request_id));
+        };
+
+        let limit = self.runtime.limits().max_request_body;
+        let declared_length = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared_length.is_some_and(|n| n > limit) {
+            let message = format!("request body is larger than the limit of {limit} bytes");
+            return (route.component, error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id));
+        }
+        let req = with_full_url(req, self.local);
+        let req = req.map(|body| LimitedBody { inner: body, remaining: limit, limit });
+
+        let call = CallContext {
+            request_id: request_id.into(),
+            client_addr: client,
+            depth: 0,
+            deadline: Instant::now() + self.runtime.limits().request_timeout,
+        };
+        let response = self.runtime.invoke_routed(req, &route, call).await;
+        (route.component, response)
+    }
+
+    /// Accepts a client's `x-request-id` when it is short and plain ASCII;
+    /// otherwise creates one.
+    fn request_id(&self, req: &Request<Incoming>) -> String {
+        if let Some(id) = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok())
+            && (1..=128).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        {
+            return id.to_string();
+        }
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        format!("{}-{n:08x}", self.id_prefix)
+    }
+
+    fn metrics(&self) -> Response<WasiBody> {
+        let text = self.runtime.metrics().render();
+        Response::builder()
+            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+            .body(full(Bytes::from(text)))
+            .expect("static response parts are valid")
+    }
+
+    fn ready(&self) -> Response<WasiBody> {
+        let ready = self.ready.load(Ordering::SeqCst);
+        let (status, text) = if ready {
+            (StatusCode::OK, "ready")
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+        };
+        let body = serde_json::json!({
+            "status": text,
+            "app": self.runtime.app().name(),
+            "components": self.runtime.app().components().len(),
+        });
+        json(status, &body)
+    }
+}
+
+/// A per-process prefix for generated request ids, so ids from restarts
+/// and replicas do not collide.
+fn request_id_prefix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mixed = nanos ^ (u64::from(std::process::id()) << 32);
+    format!("{:012x}", mixed & 0xffff_ffff_ffff)
+}
+
+/// Gives the request an absolute URI, which `wasi:http` exposes as the
+/// scheme and authority, taking the authority from `Host` when present.
+fn with_full_url(mut req: Request<Incoming>, local: SocketAddr) -> Request<Incoming> {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+        .unwrap_or_else(|| local.to_string().parse().expect("socket addresses are valid authorities"));
+    let path_and_query = req.uri().path_and_query().cloned().unwrap_or_else(|| "/".parse().unwrap());
+    if let Ok(uri) = http::Uri::builder().scheme("http").authority(host).path_and_query(path_and_query).build() {
+        *req.uri_mut() = uri;
+    }
+    req
+}
+
+/// Sets Spin's routing headers for `route`.
+pub(crate) fn set_spin_headers<B>(req: &mut Request<B>, route: &RouteMatch, base: &str, client: SocketAddr) {
+    let full_url = if req.uri().authority().is_some() {
+        req.uri().to_string()
+    } else {
+        format!("http://self{}", req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+    };
+    let values = [
+        ("spin-full-url", full_url),
+        ("spin-path-info", route.path_info.clone()),
+        ("spin-matched-route", route.matched_route.clone()),
+        ("spin-base-path", base.to_string()),
+        ("spin-raw-component-route", route.matched_route.clone()),
+        ("spin-component-route", route.component_route.clone()),
+        ("spin-client-addr", client.to_string()),
+    ];
+    let headers = req.headers_mut();
+    for (name, value) in values {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+pub(crate) fn full(bytes: Bytes) -> WasiBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<WasiBody> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(full(Bytes::from(value.to_string())))
+        .expect("static response parts are valid")
+}
+
+/// The body of every error the host itself returns.
+pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Response<WasiBody> {
+    let mut response = json(status, &serde_json::json!({ "error": message, "request_id": request_id }));
+    if let Ok(value) = HeaderValue::from_str(request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// A request body that fails once more than `limit` bytes have arrived,
+/// for bodies sent without a `Content-Length`.
+struct LimitedBody {
+    inner: Incoming,
+    remaining: u64,
+    limit: u64,
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    if len > self.remaining {
+                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.limit)))));
+                    }
+                    self.remaining -= len;
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
