@@ -1,0 +1,115 @@
+//! Outbound HTTP: the allow-list, restricted addresses, redirects and
+//! in-process services.
+
+use crate::support::{Host, Upstream, get_json, probe_manifest};
+
+fn fetch_url(host: &Host, target: &str) -> String {
+    host.url(&format!("/probe/fetch?url={target}"))
+}
+
+#[tokio::test]
+async fn no_allowed_hosts_means_no_network() {
+    let upstream = Upstream::start();
+    let host = Host::start(&probe_manifest("", ""));
+    let (status, body) = get_json(&fetch_url(&host, &upstream.url("/ok"))).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Denied"), "{body}");
+    assert!(upstream.hits.lock().unwrap().is_empty(), "the upstream must not be contacted");
+    assert!(host.logs().contains("outbound request denied"));
+}
+
+#[tokio::test]
+async fn exactly_named_loopback_host_is_allowed() {
+    let upstream = Upstream::start();
+    let settings = format!("allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]", upstream.addr.port());
+    let host = Host::start(&probe_manifest(&settings, ""));
+    let (status, body) = get_json(&fetch_url(&host, &upstream.url("/ok"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], 200);
+    assert_eq!(body["body"], "upstream ok");
+    assert_eq!(upstream.hits.lock().unwrap().as_slice(), ["/ok"]);
+}
+
+#[tokio::test]
+async fn wildcard_does_not_reach_restricted_addresses() {
+    let upstream = Upstream::start();
+    let host = Host::start(&probe_manifest("allowed_outbound_hosts = [\"*://*:*\"]", ""));
+    for target in [
+        upstream.url("/ok"),
+        format!("http://localhost:{}/ok", upstream.addr.port()),
+        format!("http://[::ffff:127.0.0.1]:{}/ok", upstream.addr.port()),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+        "http://10.0.0.1/".to_string(),
+    ] {
+        let (status, body) = get_json(&fetch_url(&host, &target)).await;
+        assert_eq!(status, 502, "{target}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("Prohibited"), "{target}: {body}");
+    }
+    assert!(upstream.hits.lock().unwrap().is_empty());
+    assert!(host.logs().contains("restricted address refused"));
+}
+
+#[tokio::test]
+async fn port_outside_entry_is_denied() {
+    let upstream = Upstream::start();
+    let host = Host::start(&probe_manifest("allowed_outbound_hosts = [\"http://127.0.0.1:1\"]", ""));
+    let (status, body) = get_json(&fetch_url(&host, &upstream.url("/ok"))).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Denied"), "{body}");
+}
+
+#[tokio::test]
+async fn redirect_to_unlisted_host_is_denied() {
+    let first = Upstream::start();
+    let second = Upstream::start();
+    let settings = format!("allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]", first.addr.port());
+    let host = Host::start(&probe_manifest(&settings, ""));
+    let target = first.url(&format!("/redirect?to={}", second.url("/ok")));
+    let (status, body) = get_json(&fetch_url(&host, &format!("{target}&follow=1"))).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["redirected_from"], target);
+    assert!(body["error"].as_str().unwrap().contains("Denied"), "{body}");
+    assert_eq!(first.hits.lock().unwrap().len(), 1);
+    assert!(second.hits.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn redirect_to_restricted_address_via_wildcard_is_refused() {
+    let first = Upstream::start();
+    let second = Upstream::start();
+    let settings = format!(
+        "allowed_outbound_hosts = [\"http://127.0.0.1:{}\", \"http://*:{}\"]",
+        first.addr.port(),
+        second.addr.port()
+    );
+    let host = Host::start(&probe_manifest(&settings, ""));
+    let target = first.url(&format!("/redirect?to={}", second.url("/ok")));
+    let (status, body) = get_json(&fetch_url(&host, &format!("{target}&follow=1"))).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Prohibited"), "{body}");
+    assert!(second.hits.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn internal_service_is_dispatched_in_process() {
+    let host = Host::start(&probe_manifest("allowed_outbound_hosts = [\"http://*.copycar.internal\"]", ""));
+    let (status, body) = get_json(&fetch_url(&host, "http://host.copycar.internal/info")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], 200);
+    let info: serde_json::Value = serde_json::from_str(body["body"].as_str().unwrap()).unwrap();
+    assert_eq!(info["app"], "probe-app");
+    assert_eq!(info["caller"], "probe");
+    assert!(info["request_id"].is_string());
+
+    let (status, body) = get_json(&fetch_url(&host, "http://nosuch.copycar.internal/x")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("DestinationNotFound"), "{body}");
+}
+
+#[tokio::test]
+async fn internal_service_needs_a_grant() {
+    let host = Host::start(&probe_manifest("", ""));
+    let (status, body) = get_json(&fetch_url(&host, "http://host.copycar.internal/info")).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("Denied"), "{body}");
+}
