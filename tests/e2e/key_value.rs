@@ -95,7 +95,7 @@ async fn redis_backend_round_trip() {
     let (_, body) = get_json(&host.url("/probe/kv/default")).await;
     assert_eq!(body["keys"], serde_json::json!(["account"]));
 
-    // A second host on the same Redis sees the same data.
+    // A second host on the same Redis reads the same data.
     drop(host);
     let host = Host::start_with(&manifest, options);
     let (_, body) = get_json(&host.url("/probe/kv/default/account")).await;

@@ -90,7 +90,7 @@ async fn client_cannot_forge_routing_headers() {
 async fn private_component_has_no_public_route() {
     let host = Host::start(&routing_manifest());
     // `/secret/...` falls through to the catch-all, never to `secret`: the
-    // catch-all probe sees the whole path and has no such endpoint.
+    // catch-all probe receives the whole path and has no such endpoint.
     let (status, body) = get_json(&host.url("/secret/headers")).await;
     assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], "no probe endpoint /secret/headers");

@@ -140,6 +140,15 @@ async fn oversized_body_gets_413() {
     );
     let response = client().post(host.url("/probe/echo")).body(vec![b'a'; 2048]).send().await.unwrap();
     assert_eq!(response.status(), 413);
+
+    // Without Content-Length the limit applies while the body streams in.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b'b'; 512])).collect();
+    let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let response = client().post(host.url("/probe/echo")).body(streamed).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("1024 bytes"), "{body}");
+
     let response = client().post(host.url("/probe/echo")).body(vec![b'a'; 1000]).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();

@@ -36,6 +36,7 @@ pub struct Host {
     child: Child,
     pub addr: SocketAddr,
     logs: Arc<Mutex<String>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -92,7 +93,7 @@ impl Host {
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut logs = sink.lock().unwrap();
                 logs.push_str(&line);
@@ -124,7 +125,7 @@ impl Host {
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .parse()
             .unwrap();
-        Ok(Host { child, addr, logs, _dir: dir })
+        Ok(Host { child, addr, logs, stderr_reader: Some(stderr_reader), _dir: dir })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -135,17 +136,21 @@ impl Host {
         self.logs.lock().unwrap().clone()
     }
 
-    /// Stops the host with SIGTERM and waits for it to exit.
+    /// Stops the host with SIGTERM, waits for it to exit and returns
+    /// everything it logged.
     pub fn stop(mut self) -> String {
         let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
+                // The reader thread ends at end of file, after the last line.
+                if let Some(reader) = self.stderr_reader.take() {
+                    let _ = reader.join();
+                }
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        std::thread::sleep(Duration::from_millis(50));
         self.logs()
     }
 }
@@ -202,8 +207,8 @@ source = "{}"
     )
 }
 
-/// A tiny HTTP/1.1 server on 127.0.0.1 that answers `/ok` with a fixed
-/// body and `/redirect?to=URL` with a 302. It runs until dropped.
+/// A tiny HTTP/1.1 server on 127.0.0.1 that returns a fixed body for `/ok`
+/// and a 302 for `/redirect?to=URL`. It runs until dropped.
 pub struct Upstream {
     pub addr: SocketAddr,
     pub hits: Arc<Mutex<Vec<String>>>,

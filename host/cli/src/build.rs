@@ -19,7 +19,13 @@ pub(crate) struct BuildArgs {
 
 pub(crate) fn run(args: BuildArgs) -> anyhow::Result<()> {
     let app = App::load(&crate::manifest_path(&args.from))?;
-    for id in &args.components {
+    build_components(&app, &args.components)
+}
+
+/// Runs the build commands of the components in `only`, or of all
+/// components when `only` is empty.
+pub(crate) fn build_components(app: &App, only: &[String]) -> anyhow::Result<()> {
+    for id in only {
         anyhow::ensure!(
             app.component(id).is_some(),
             "component `{id}` is not declared in {}",
@@ -29,7 +35,7 @@ pub(crate) fn run(args: BuildArgs) -> anyhow::Result<()> {
     let selected = app
         .components()
         .values()
-        .filter(|c| args.components.is_empty() || args.components.contains(&c.id));
+        .filter(|c| only.is_empty() || only.contains(&c.id));
 
     let mut built = 0;
     for component in selected {

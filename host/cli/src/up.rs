@@ -33,6 +33,9 @@ pub(crate) struct UpArgs {
     /// Instances that may run at once [default: 256].
     #[arg(long)]
     max_instances: Option<u32>,
+    /// Run the components' build commands before starting.
+    #[arg(long)]
+    build: bool,
 }
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -44,6 +47,9 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
 
 async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let app = App::load(&crate::manifest_path(&args.from))?;
+    if args.build {
+        crate::build::build_components(&app, &[])?;
+    }
     let runtime_config = match &args.runtime_config_file {
         Some(path) => RuntimeConfig::load(path)?,
         None => RuntimeConfig::default(),

@@ -5,7 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// Why an address is restricted, for logs and error messages.
+/// Returns the class of a restricted address (for logs and errors), or
+/// `None` when components may reach it.
 pub(crate) fn restricted_reason(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => restricted_v4(v4),

@@ -14,8 +14,9 @@
 //!    pooling allocator with a wall-clock deadline (epoch interruption) and
 //!    a memory cap.
 //! 4. Outbound HTTP from an instance goes through the allow-list and the
-//!    address checks in `outbound`; `*.copycar.internal` URLs reach the
-//!    in-process services in a [`ServiceRegistry`] without a socket.
+//!    address checks in `outbound`. Requests to `*.copycar.internal` URLs
+//!    reach the in-process services of a [`ServiceRegistry`] without a
+//!    socket.
 
 mod address;
 mod bindings;

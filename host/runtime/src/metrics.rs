@@ -80,7 +80,7 @@ impl Metrics {
         self.instantiation.observe(elapsed);
     }
 
-    /// A request that ended in a trap, timeout or memory-limit failure.
+    /// Counts a request that ended in a trap, timeout or memory-limit failure.
     pub fn failure(&self, component: &str, kind: &'static str) {
         *self.failures.lock().unwrap().entry((component.to_string(), kind)).or_default() += 1;
     }

@@ -46,7 +46,7 @@ pub(crate) struct OutboundHooks {
     pub call: CallContext,
 }
 
-/// Where a request goes, decided before any I/O.
+/// The target of an outbound request, decided before any I/O.
 #[derive(Debug, PartialEq, Eq)]
 enum Destination {
     Service(String),

@@ -24,7 +24,7 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::{Error as HttpError, WasiBody, WasiHttpCtx, WasiHttpView};
 
-/// What `Runtime::load` needs besides the manifest.
+/// Settings for `Runtime::load` besides the manifest.
 pub struct RuntimeOptions {
     /// Root of everything the host writes: key-value files, compile cache.
     pub data_dir: PathBuf,
@@ -54,7 +54,7 @@ impl CallContext {
     }
 }
 
-/// Why a request did not get a response from its component.
+/// A failure to get a response from a component.
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
     #[error("no component `{0}`")]
@@ -74,7 +74,8 @@ pub enum InvokeError {
 }
 
 impl InvokeError {
-    /// HTTP status and the message a client sees; internals stay in logs.
+    /// Returns the HTTP status and the message shown to the client. Internal
+    /// details stay in the logs.
     pub fn client_view(&self) -> (http::StatusCode, String) {
         use http::StatusCode as S;
         match self {
@@ -155,7 +156,7 @@ impl Runtime {
         // top-level limit, so the pool has headroom over the semaphore.
         let pool_limits = SandboxLimits { max_instances: limits.max_instances.saturating_mul(2), ..limits };
         let engine = build_engine(&pool_limits)?;
-        let cache = CompileCache::new(&engine, data_dir.join("cache").join("components"));
+        let cache = Arc::new(CompileCache::new(&engine, data_dir.join("cache").join("components")));
         let metrics = Metrics::default();
 
         let mut linker = Linker::<HostState>::new(&engine);
@@ -176,9 +177,10 @@ impl Runtime {
             let settings = component_settings(component, &variables)?;
 
             let started = Instant::now();
+            // Compiling takes hundreds of milliseconds of CPU per component.
             let (compiled, outcome) = {
-                let (engine, cache, path, id) = (engine.clone(), &cache, component.source.clone(), id.to_string());
-                tokio::task::block_in_place(|| cache.load(&engine, &id, &path))?
+                let (engine, cache, path, id) = (engine.clone(), cache.clone(), component.source.clone(), id.to_string());
+                tokio::task::spawn_blocking(move || cache.load(&engine, &id, &path)).await??
             };
             metrics.compile_cache(match outcome {
                 CacheOutcome::Hit => "hit",
@@ -360,7 +362,8 @@ impl Runtime {
         let outcome = match receiver.await {
             Ok(Ok(response)) => return Ok(response),
             Ok(Err(code)) => Err(InvokeError::ErrorCode { component: id.clone(), message: format!("{code:?}") }),
-            // The instance ended without setting a response; its task says why.
+            // The instance ended without setting a response, so its task's
+            // result explains why.
             Err(_) => match task.await {
                 Ok(Ok(())) => Err(InvokeError::NoResponse { component: id.clone() }),
                 Ok(Err(end)) => Err(failure(end)),
@@ -455,7 +458,7 @@ impl Runtime {
     }
 }
 
-/// How an instance's task ended, when it did not end cleanly.
+/// The reason an instance's task ended without completing cleanly.
 #[derive(Debug)]
 enum InstanceEnd {
     Timeout,

@@ -1,4 +1,4 @@
-//! The HTTP front end: accepts connections, answers the host's own
+//! The HTTP front end: accepts connections, serves the host's own
 //! endpoints (`/metrics`, `/ready`), routes everything else to components
 //! and stamps every response with its request id.
 
@@ -164,7 +164,8 @@ impl Server {
             return (route.component, error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id));
         }
         let req = with_full_url(req, self.local);
-        let req = req.map(|body| LimitedBody { inner: body, remaining: limit, limit });
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let req = req.map(|body| LimitedBody { inner: body, remaining: limit, limit, exceeded: exceeded.clone() });
 
         let call = CallContext {
             request_id: request_id.into(),
@@ -172,7 +173,14 @@ impl Server {
             depth: 0,
             deadline: Instant::now() + self.runtime.limits().request_timeout,
         };
-        let response = self.runtime.invoke_routed(req, &route, call).await;
+        let mut response = self.runtime.invoke_routed(req, &route, call).await;
+        // A body sent without Content-Length that outgrew the limit surfaces
+        // in the component as a stream error; tell the client what happened.
+        if exceeded.load(Ordering::SeqCst) && !response.status().is_success() {
+            tracing::warn!(component = %route.component, limit, "request body exceeded the limit while streaming");
+            let message = format!("request body is larger than the limit of {limit} bytes");
+            response = error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id);
+        }
         (route.component, response)
     }
 
@@ -213,8 +221,8 @@ impl Server {
     }
 }
 
-/// A per-process prefix for generated request ids, so ids from restarts
-/// and replicas do not collide.
+/// Creates a per-process prefix for generated request ids, so ids from
+/// restarts and replicas do not collide.
 fn request_id_prefix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -291,6 +299,8 @@ struct LimitedBody {
     inner: Incoming,
     remaining: u64,
     limit: u64,
+    /// Set once the limit is crossed, so the gateway can answer 413.
+    exceeded: Arc<AtomicBool>,
 }
 
 impl http_body::Body for LimitedBody {
@@ -306,6 +316,7 @@ impl http_body::Body for LimitedBody {
                 if let Some(data) = frame.data_ref() {
                     let len = data.len() as u64;
                     if len > self.remaining {
+                        self.exceeded.store(true, Ordering::SeqCst);
                         return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.limit)))));
                     }
                     self.remaining -= len;
