@@ -56,6 +56,12 @@ start_server() {
         wasmtime)
             "$wasmtime" serve --addr "127.0.0.1:$port" -Scli "$wasm" >/dev/null 2>"$work/wasmtime.log" &
             ;;
+        wasmtime-pool)
+            # The pooling settings copycar uses, for a like-for-like comparison.
+            "$wasmtime" serve --addr "127.0.0.1:$port" -Scli \
+                -O pooling-allocator=y,pooling-memory-keep-resident=2097152,pooling-table-keep-resident=2097152,pooling-pagemap-scan=auto \
+                "$wasm" >/dev/null 2>"$work/wasmtime.log" &
+            ;;
     esac
     server_pid=$!
     wait_ready
@@ -81,7 +87,7 @@ to_us() {
 results="$work/results"
 : > "$results"
 for round in $(seq 1 "$rounds"); do
-    for server in copycar wasmtime; do
+    for server in copycar wasmtime wasmtime-pool; do
         start_server "$server"
         rss_idle=$(ps -o rss= -p "$server_pid" | tr -d ' ')
         wrk -t1 -c8 -d2s "http://127.0.0.1:$port/" >/dev/null
@@ -106,12 +112,13 @@ done
 
 echo
 echo "wrk -t2 -c$connections -d$duration, $rounds alternating rounds, $(nproc) cores"
-printf '%-9s %5s %12s %10s %10s %13s %15s %14s\n' server round req/s p50_us p99_us idle_rss_kib after_rss_kib inst_us
-awk '{ printf "%-9s %5s %12.0f %10.1f %10.1f %13s %15s %14s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$results"
+printf '%-14s %5s %10s %9s %9s %12s %13s %8s\n' server round req/s p50_us p99_us idle_rss_kib after_rss_kib inst_us
+awk '{ printf "%-14s %5s %10.0f %9.1f %9.1f %12s %13s %8s %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9 }' "$results"
 echo
 awk '
     { rps[$1] += $3; p50[$1] += $4; p99[$1] += $5; n[$1]++ }
     END {
-        for (s in n) printf "mean %-9s req/s %10.0f  p50 %8.1f us  p99 %8.1f us\n", s, rps[s]/n[s], p50[s]/n[s], p99[s]/n[s]
-        printf "ratio copycar/wasmtime req/s: %.2fx\n", (rps["copycar"]/n["copycar"]) / (rps["wasmtime"]/n["wasmtime"])
+        for (s in n) printf "mean %-14s req/s %8.0f  p50 %8.1f us  p99 %8.1f us\n", s, rps[s]/n[s], p50[s]/n[s], p99[s]/n[s]
+        printf "ratio copycar / wasmtime serve (defaults) req/s: %.2fx\n", (rps["copycar"]/n["copycar"]) / (rps["wasmtime"]/n["wasmtime"])
+        printf "ratio copycar / wasmtime serve (same pooling) req/s: %.2fx\n", (rps["copycar"]/n["copycar"]) / (rps["wasmtime-pool"]/n["wasmtime-pool"])
     }' "$results"

@@ -108,7 +108,8 @@ async fn corrupt_cache_entry_is_recompiled() {
     let host = Host::start_with(&app_manifest(), options);
     let (status, _) = get_json(&host.url("/health")).await;
     assert_eq!(status, 200);
-    assert!(host.logs().contains("ignoring unreadable compile cache entry"));
+    let logs = host.wait_for_log("ignoring unreadable compile cache entry");
+    assert!(logs.contains("ignoring unreadable compile cache entry"), "{logs}");
 }
 
 #[tokio::test]

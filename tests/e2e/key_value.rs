@@ -100,7 +100,8 @@ async fn redis_backend_round_trip() {
     let host = Host::start_with(&manifest, options);
     let (_, body) = get_json(&host.url("/probe/kv/default/account")).await;
     assert_eq!(body["value"], "acme.example");
-    assert!(host.logs().contains("backend=\"redis\""), "{}", host.logs());
+    let logs = host.wait_for_log("backend=\"redis\"");
+    assert!(logs.contains("backend=\"redis\""), "{logs}");
 }
 
 #[test]

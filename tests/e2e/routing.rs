@@ -100,13 +100,16 @@ async fn private_component_has_no_public_route() {
 async fn private_component_is_reachable_from_components() {
     let host = Host::start(&routing_manifest());
     let url = host.url("/api/v1/fetch?url=http://secret.spin.internal/headers");
-    let (status, body) = get_json(&url).await;
+    let response = client().get(url).header("x-request-id", "outer-7").send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], 200, "{body}");
     let inner: serde_json::Value = serde_json::from_str(body["body"].as_str().unwrap()).unwrap();
     assert_eq!(inner["spin-path-info"], "/headers");
     // The nested call keeps the original request id.
-    let logs = host.logs();
+    assert_eq!(inner["x-request-id"], "outer-7");
+    let logs = host.wait_for_log("destination=Component(\"secret\")");
     assert!(logs.contains("destination=Component(\"secret\")"), "{logs}");
 }
 

@@ -69,7 +69,7 @@ async fn allocation_past_cap_gets_500_and_under_cap_succeeds() {
     // A fresh instance per request: the next one starts from a clean memory.
     let (status, _) = get_json(&host.url("/probe/alloc?mb=8")).await;
     assert_eq!(status, 200);
-    assert!(host.logs().contains("exceeded its memory limit"));
+    assert!(host.wait_for_log("exceeded its memory limit").contains("exceeded its memory limit"));
 }
 
 #[tokio::test]
@@ -103,7 +103,7 @@ async fn panic_gets_500_with_request_id() {
     assert_eq!(body["request_id"], "trace-panic-1");
     // The client sees no trap details; the log has them.
     assert!(!body.to_string().contains("wasm"), "{body}");
-    let logs = host.logs();
+    let logs = host.wait_for_log("trapped");
     assert!(logs.contains("trace-panic-1"), "{logs}");
     assert!(logs.contains("trapped"), "{logs}");
 }
@@ -153,4 +153,14 @@ async fn oversized_body_gets_413() {
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["length"], 1000);
+}
+
+#[tokio::test]
+async fn instances_share_no_memory() {
+    let host = start(&[]);
+    for i in 0..20 {
+        let (status, body) = get_json(&host.url(&format!("/probe/remember?value=secret-{i}"))).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["previous"], "", "request {i} saw a value left by an earlier request");
+    }
 }

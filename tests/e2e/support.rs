@@ -136,6 +136,19 @@ impl Host {
         self.logs.lock().unwrap().clone()
     }
 
+    /// Waits up to five seconds for `needle` to appear in the logs, which
+    /// a reader thread collects a little after the host writes them.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) || Instant::now() > deadline {
+                return logs;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the host with SIGTERM, waits for it to exit and returns
     /// everything it logged.
     pub fn stop(mut self) -> String {

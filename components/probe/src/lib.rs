@@ -15,10 +15,13 @@
 //! | `/env/<name>` | reads an environment variable |
 //! | `/headers` | returns the request headers |
 //! | `/echo` | returns the request body's length |
+//! | `/remember?value=V` | stores V in a global and returns the previous value |
 
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::{http_component, key_value, variables};
+
+static REMEMBERED: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 #[http_component]
 async fn handle(request: Request) -> Response {
@@ -49,6 +52,12 @@ async fn handle(request: Request) -> Response {
             json(200, Value::Object(headers))
         }
         ["echo"] => json(200, json!({"length": request.body().len()})),
+        ["remember"] => {
+            // A fresh instance per request means this is always empty.
+            let value = query_value(&request, "value").unwrap_or_default();
+            let previous = std::mem::replace(&mut *REMEMBERED.lock().unwrap(), value);
+            json(200, json!({"previous": previous}))
+        }
         _ => json(404, json!({"error": format!("no probe endpoint {path_info}")})),
     }
 }

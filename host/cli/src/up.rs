@@ -83,6 +83,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     )
     .await?;
 
+    // Install the signal handlers before announcing the address, so a
+    // SIGTERM sent right after start-up still shuts down cleanly.
+    let shutdown = shutdown_signal()?;
     let local = listener.local_addr()?;
     println!("Serving http://{local}");
     println!("Available Routes:");
@@ -98,22 +101,21 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         runtime.app().name()
     );
 
-    copycar_runtime::serve(runtime, listener, shutdown_signal()).await?;
+    copycar_runtime::serve(runtime, listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing a SIGTERM handler succeeds on unix");
+/// Registers SIGINT and SIGTERM handlers and returns a future that resolves
+/// when either signal arrives.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
         tokio::select! {
-            _ = interrupt => {}
+            _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
+    })
 }

@@ -446,6 +446,11 @@ impl Runtime {
         B::Error: Into<HttpError>,
     {
         crate::server::set_spin_headers(&mut request, route, self.app.base(), call.client_addr);
+        // Nested calls carry the original request id, so one id follows a
+        // request through every component it reaches.
+        if let Ok(value) = http::HeaderValue::from_str(&call.request_id) {
+            request.headers_mut().insert("x-request-id", value);
+        }
         let request_id = call.request_id.clone();
         match self.invoke(&route.component, request, call).await {
             Ok(response) => response,
