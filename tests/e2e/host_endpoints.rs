@@ -1,20 +1,11 @@
 //! The shipped application and the host's own endpoints: `/health`,
 //! `/metrics`, `/ready`, request ids and the compile cache.
 
-use crate::support::{Host, HostOptions, client, get_json, workspace_root};
-
-/// The real spin.toml at the top of the repository.
-fn app_manifest() -> String {
-    crate::support::wasm("health");
-    let root = workspace_root();
-    std::fs::read_to_string(root.join("spin.toml"))
-        .unwrap()
-        .replace("source = \"components/", &format!("source = \"{}/components/", root.display()))
-}
+use crate::support::{Host, HostOptions, app_manifest, app_options, client, get_json};
 
 #[tokio::test]
 async fn health_reports_name_and_version() {
-    let host = Host::start(&app_manifest());
+    let host = Host::start_with(&app_manifest(), app_options());
     let (status, body) = get_json(&host.url("/health")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
@@ -24,7 +15,7 @@ async fn health_reports_name_and_version() {
 
 #[tokio::test]
 async fn health_key_value_round_trip() {
-    let host = Host::start(&app_manifest());
+    let host = Host::start_with(&app_manifest(), app_options());
     let (status, body) = get_json(&host.url("/health/kv")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "ok");
@@ -37,7 +28,7 @@ async fn health_key_value_round_trip() {
 
 #[tokio::test]
 async fn metrics_and_ready() {
-    let host = Host::start(&app_manifest());
+    let host = Host::start_with(&app_manifest(), app_options());
     for _ in 0..3 {
         client().get(host.url("/hello")).send().await.unwrap();
     }
@@ -55,12 +46,12 @@ async fn metrics_and_ready() {
     let (status, body) = get_json(&host.url("/ready")).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["components"], 2);
+    assert_eq!(body["components"], 3);
 }
 
 #[tokio::test]
 async fn request_id_is_kept_or_created() {
-    let host = Host::start(&app_manifest());
+    let host = Host::start_with(&app_manifest(), app_options());
     let response = client().get(host.url("/hello")).header("x-request-id", "abc-123").send().await.unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
 
@@ -83,16 +74,16 @@ async fn request_id_is_kept_or_created() {
 #[tokio::test]
 async fn compiled_components_are_cached_on_disk() {
     let data = tempfile::tempdir().unwrap();
-    let options = HostOptions { data_dir: Some(data.path().to_path_buf()), ..Default::default() };
+    let options = HostOptions { data_dir: Some(data.path().to_path_buf()), ..app_options() };
     let first = Host::start_with(&app_manifest(), options.clone());
     let first_logs = first.stop();
     assert!(first_logs.contains("cache=Miss"), "{first_logs}");
     let entries = std::fs::read_dir(data.path().join("cache/components")).unwrap().count();
-    assert_eq!(entries, 2, "one cache entry per component");
+    assert_eq!(entries, 3, "one cache entry per component");
 
     let second = Host::start_with(&app_manifest(), options);
     let metrics = client().get(second.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 2"), "{metrics}");
+    assert!(metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 3"), "{metrics}");
     let (status, _) = get_json(&second.url("/health")).await;
     assert_eq!(status, 200);
 }
@@ -100,7 +91,7 @@ async fn compiled_components_are_cached_on_disk() {
 #[tokio::test]
 async fn corrupt_cache_entry_is_recompiled() {
     let data = tempfile::tempdir().unwrap();
-    let options = HostOptions { data_dir: Some(data.path().to_path_buf()), ..Default::default() };
+    let options = HostOptions { data_dir: Some(data.path().to_path_buf()), ..app_options() };
     drop(Host::start_with(&app_manifest(), options.clone()));
     for entry in std::fs::read_dir(data.path().join("cache/components")).unwrap() {
         std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
@@ -114,7 +105,7 @@ async fn corrupt_cache_entry_is_recompiled() {
 
 #[tokio::test]
 async fn sigterm_stops_the_host() {
-    let host = Host::start(&app_manifest());
+    let host = Host::start_with(&app_manifest(), app_options());
     let logs = host.stop();
     assert!(logs.contains("shutting down"), "{logs}");
     assert!(logs.contains("stopped"), "{logs}");

@@ -115,3 +115,31 @@ fn unreachable_redis_fails_at_start() {
     assert!(logs.contains("key-value store `default`"), "{logs}");
     assert!(logs.contains("Redis"), "{logs}");
 }
+
+#[tokio::test]
+async fn redis_backend_recovers_after_restart() {
+    let mut redis = RedisServer::start();
+    let runtime_config = format!(
+        "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+        redis.port
+    );
+    let host = Host::start_with(
+        &probe_manifest("key_value_stores = [\"default\"]", ""),
+        HostOptions { runtime_config: Some(runtime_config), ..Default::default() },
+    );
+    assert_eq!(put(&host, "default", "before", "1").await, 200);
+
+    redis = redis.restart();
+    // The first calls may fail while the connection is re-established;
+    // within a bounded number of tries a write must succeed again.
+    let mut recovered = false;
+    for _ in 0..30 {
+        if put(&host, "default", "after", "2").await == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(recovered, "the Redis store did not recover:\n{}", host.logs());
+    assert_eq!(redis.cli(&["HGET", "copycar:kv:default", "after"]), "2");
+}

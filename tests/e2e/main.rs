@@ -1,8 +1,11 @@
 //! End-to-end tests: each starts the real `copycar` binary on a free
 //! loopback port with its own data directory and talks HTTP to it.
 
+mod auth;
 mod build;
+mod gateway;
 mod host_endpoints;
+mod isolation;
 mod key_value;
 mod manifest;
 mod outbound;

@@ -47,8 +47,22 @@ fn non_component_wasm_fails_to_compile() {
 }
 
 #[test]
-fn reserved_host_route_is_rejected() {
-    let manifest = probe_manifest("", "[[trigger.http]]\nroute = \"/metrics\"\ncomponent = \"probe\"\n");
-    let logs = start_failure(&manifest, HostOptions::default());
-    assert!(logs.contains("route `/metrics` is reserved"), "{logs}");
+fn reserved_host_routes_are_rejected() {
+    for route in ["/metrics", "/metrics/", "/ready/..."] {
+        let trigger = format!("[[trigger.http]]\nroute = \"{route}\"\ncomponent = \"probe\"\n");
+        let logs = start_failure(&probe_manifest("", &trigger), HostOptions::default());
+        assert!(logs.contains(&format!("route `{route}` of component `probe` is reserved")), "{route}: {logs}");
+    }
+}
+
+#[test]
+fn special_files_are_refused() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_copycar"))
+        .args(["up", "--from", "/dev/zero", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
 }

@@ -116,3 +116,32 @@ async fn internal_service_needs_a_grant() {
     assert_eq!(status, 502, "{body}");
     assert!(body["error"].as_str().unwrap().contains("Denied"), "{body}");
 }
+
+#[tokio::test]
+async fn catch_all_does_not_grant_in_process_hosts() {
+    let manifest = probe_manifest("allowed_outbound_hosts = [\"*://*:*\"]", "");
+    let host = Host::start(&manifest);
+    for target in [
+        "http://host.copycar.internal/info",
+        "http://probe.spin.internal/headers",
+        "http://self/probe/headers",
+        "/probe/headers",
+    ] {
+        let (status, body) = get_json(&fetch_url(&host, target)).await;
+        assert_eq!(status, 502, "{target}: {body}");
+        assert!(body["error"].as_str().unwrap().contains("Denied"), "{target}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn in_process_hosts_need_plain_http() {
+    let host = Host::start(&probe_manifest("allowed_outbound_hosts = [\"http://self\", \"http://*.copycar.internal\"]", ""));
+    for target in ["https://self/probe/echo", "http://self:9999/probe/echo", "https://host.copycar.internal/info"] {
+        let (status, body) = get_json(&fetch_url(&host, target)).await;
+        assert_eq!(status, 502, "{target}: {body}");
+    }
+    // A URL without a host goes to the app's own routes.
+    let (status, body) = get_json(&fetch_url(&host, "/probe/echo")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], 200, "{body}");
+}

@@ -110,7 +110,7 @@ async fn panic_gets_500_with_request_id() {
 
 #[tokio::test]
 async fn concurrent_failures_leave_other_requests_intact() {
-    let host = start(&["--request-timeout-ms", "1000", "--memory-limit-mb", "24"]);
+    let host = start(&["--request-timeout-ms", "3000", "--memory-limit-mb", "24"]);
     let mut tasks = Vec::new();
     for i in 0..24 {
         let path = match i % 4 {
@@ -163,4 +163,21 @@ async fn instances_share_no_memory() {
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["previous"], "", "request {i} saw a value left by an earlier request");
     }
+}
+
+#[tokio::test]
+async fn abandoned_requests_free_their_slots() {
+    let host = start(&["--max-instances", "2", "--request-timeout-ms", "60000"]);
+    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    for _ in 0..2 {
+        assert!(impatient.get(host.url("/probe/loop")).send().await.is_err(), "the loop cannot answer in time");
+    }
+    // Both slots were held by the loops; they must be free again long
+    // before the 60 s deadline.
+    let patient = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let response = patient.get(host.url("/probe/echo")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    host.wait_for_log("client disconnected before the response was ready");
+    let metrics = client().get(host.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("copycar_http_requests_total{component=\"probe\",code=\"499\"} 2"), "{metrics}");
 }

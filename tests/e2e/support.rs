@@ -20,7 +20,7 @@ pub fn wasm(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let status = Command::new("sh")
             .arg(root.join("components/build.sh"))
-            .args(["health", "hello", "probe"])
+            .args(["health", "hello", "probe", "auth"])
             .current_dir(&root)
             .status()
             .expect("failed to run components/build.sh");
@@ -198,7 +198,28 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     (status, value)
 }
 
-/// A manifest for the probe component with extra component settings.
+/// The signing key the tests pass to the shipped app.
+pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
+
+/// The real spin.toml at the top of the repository, with component paths
+/// made absolute so it loads from a temporary directory.
+pub fn app_manifest() -> String {
+    wasm("health");
+    let root = workspace_root();
+    std::fs::read_to_string(root.join("spin.toml"))
+        .unwrap()
+        .replace("source = \"components/", &format!("source = \"{}/components/", root.display()))
+}
+
+/// Options that give the shipped app its required signing key.
+pub fn app_options() -> HostOptions {
+    HostOptions {
+        env: vec![("SPIN_VARIABLE_TOKEN_SIGNING_KEY".into(), TEST_SIGNING_KEY.into())],
+        ..Default::default()
+    }
+}
+
+/// Returns a manifest for the probe component with extra component settings.
 pub fn probe_manifest(component_settings: &str, extra: &str) -> String {
     format!(
         r#"spin_manifest_version = 2
@@ -298,7 +319,18 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let port = free_port();
+        RedisServer::start_on(free_port())
+    }
+
+    /// Stops this server and starts a fresh one (empty) on the same port.
+    pub fn restart(mut self) -> RedisServer {
+        let port = self.port;
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        RedisServer::start_on(port)
+    }
+
+    fn start_on(port: u16) -> RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())

@@ -30,12 +30,18 @@ fn health() -> Response {
 }
 
 fn key_value_round_trip(request: &Request) -> Response {
-    // A key per request, so concurrent checks never read each other's value.
+    // A random key per check, so concurrent checks never read each other's
+    // value, even when clients reuse a request id.
     let request_id = request
         .header("x-request-id")
         .and_then(|v| v.as_str())
         .unwrap_or("no-request-id");
-    let key = format!("health-check:{request_id}");
+    let mut nonce = [0u8; 8];
+    if let Err(e) = getrandom::fill(&mut nonce) {
+        return json(503, json!({"status": "error", "error": format!("no random numbers: {e}")}));
+    }
+    let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    let key = format!("health-check:{nonce}");
     let value = format!("written by request {request_id}");
 
     let result = (|| -> Result<bool, key_value::Error> {

@@ -90,7 +90,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     println!("Serving http://{local}");
     println!("Available Routes:");
     for (route, component) in runtime.router().routes() {
-        println!("  {component}: http://{local}{}", route.trim_end_matches("/..."));
+        match route.strip_suffix("/...") {
+            Some(prefix) => println!("  {component}: http://{local}{prefix} (wildcard)"),
+            None => println!("  {component}: http://{local}{route}"),
+        }
     }
     tracing::info!(
         listen = %local,

@@ -84,7 +84,7 @@ pub enum TriggerRoute {
 impl App {
     /// Reads and checks the manifest at `path`.
     pub fn load(path: &Path) -> Result<App, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        let text = read_limited(path, MAX_MANIFEST_BYTES).map_err(|source| ManifestError::Read {
             path: path.to_path_buf(),
             source,
         })?;
@@ -99,22 +99,27 @@ impl App {
     /// Checks manifest text; `path` is used in errors and `dir` resolves
     /// relative paths.
     pub fn parse(text: &str, path: &Path, dir: &Path) -> Result<App, ManifestError> {
-        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError::Syntax {
+        let syntax = |e: toml::de::Error| ManifestError::Syntax {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
+            message: shorten(e.to_string().trim_end()),
+        };
         let field = |field: &str, message: String| ManifestError::field(path, field, message);
 
-        match &raw.spin_manifest_version {
-            toml::Value::Integer(2) => {}
-            toml::Value::String(s) if s == "2" => {}
-            other => {
+        // Check the version first, so a version 1 manifest gets that message
+        // rather than a list of fields version 2 does not know.
+        let table: toml::Table = toml::from_str(text).map_err(syntax)?;
+        match table.get("spin_manifest_version").or_else(|| table.get("spin_version")) {
+            Some(toml::Value::Integer(2)) => {}
+            Some(toml::Value::String(s)) if s == "2" => {}
+            Some(other) => {
                 return Err(field(
                     "spin_manifest_version",
                     format!("expected 2, found {other}; copycar reads Spin manifest version 2"),
                 ));
             }
+            None => return Err(field("spin_manifest_version", "is missing; add `spin_manifest_version = 2`".into())),
         }
+        let raw: RawManifest = toml::Value::Table(table).try_into().map_err(syntax)?;
         if raw.application.name.trim().is_empty() {
             return Err(field("application.name", "must not be empty".into()));
         }
@@ -318,6 +323,15 @@ fn check_component(
         allowed_outbound_hosts.push(template);
     }
 
+    for (name, value) in &raw.environment {
+        if name.is_empty() || name.contains(['=', '\0']) {
+            return Err(field("environment", format!("invalid variable name `{name}`: it must be non-empty without `=` or NUL")));
+        }
+        if value.contains('\0') {
+            return Err(field("environment", format!("the value of `{name}` contains a NUL character")));
+        }
+    }
+
     for label in &raw.key_value_stores {
         if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(field(
@@ -417,24 +431,41 @@ fn check_trigger(
             format!("component `{component}` is not declared; add a `[component.{component}]` table"),
         ));
     }
-    let route = match raw.route {
-        RawRoute::Private(p) if p.private => TriggerRoute::Private,
-        RawRoute::Private(_) => {
-            return Err(ManifestError::field(
-                path,
-                format!("{at}.route"),
+    let route_error = |message: String| ManifestError::field(path, format!("{at}.route"), message);
+    let raw_route = match raw.route {
+        toml::Value::String(route) => RawRoute::Path(route),
+        toml::Value::Table(table) => match (table.get("private"), table.len()) {
+            (Some(toml::Value::Boolean(private)), 1) => RawRoute::Private(*private),
+            _ => return Err(route_error("expected a path such as \"/api/...\" or `{ private = true }`".into())),
+        },
+        other => {
+            return Err(route_error(format!(
+                "expected a path such as \"/api/...\" or `{{ private = true }}`, found {other}"
+            )));
+        }
+    };
+    let route = match raw_route {
+        RawRoute::Private(true) => TriggerRoute::Private,
+        RawRoute::Private(false) => {
+            return Err(route_error(
                 "`{ private = false }` is not a route; give a path such as \"/api/...\"".to_string(),
             ));
         }
         RawRoute::Path(route) => {
+            // A trailing slash is allowed; Spin treats `/a/` as `/a`.
+            let segments: Vec<&str> = route.trim_end_matches('/').split('/').skip(1).collect();
             let problem = if !route.starts_with('/') {
                 Some("must start with `/`")
+            } else if route.chars().any(|c| c.is_control() || c.is_whitespace()) {
+                Some("must not contain spaces or control characters")
+            } else if route.len() > 1 && segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+                Some("must not contain empty, `.` or `..` segments")
             } else if route.split('/').any(|segment| segment.starts_with(':')) {
                 Some("route parameters (`:name`) are not supported; use a `/...` wildcard and read `spin-path-info`")
             } else if route.contains("...") && !(route.ends_with("/...")) {
                 Some("`...` is only allowed as the last segment, as in `/api/...`")
-            } else if route.contains(['?', '#', ' ']) {
-                Some("must be a plain path without query, fragment or spaces")
+            } else if route.contains(['?', '#']) {
+                Some("must be a plain path without query or fragment")
             } else {
                 None
             };
@@ -445,6 +476,37 @@ fn check_trigger(
         }
     };
     Ok(HttpTrigger { component, route })
+}
+
+/// Manifests larger than this are rejected before parsing.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// Reads a regular file of at most `limit` bytes.
+pub fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
+    let metadata = std::fs::metadata(path)?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    if metadata.len() > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("file is {} bytes, larger than the limit of {limit}", metadata.len()),
+        ));
+    }
+    std::fs::read_to_string(path)
+}
+
+/// Shortens a parser message: very long source lines are cut, so an error
+/// about a huge line stays readable.
+fn shorten(message: &str) -> String {
+    message
+        .lines()
+        .map(|line| match line.char_indices().nth(200) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]

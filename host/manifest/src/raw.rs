@@ -55,7 +55,9 @@ pub(crate) struct RawVariable {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawHttpTrigger {
-    pub route: RawRoute,
+    /// A path string or `{ private = true }`, checked by hand for clearer
+    /// errors than an untagged enum gives.
+    pub route: toml::Value,
     pub component: toml::Value,
     #[serde(default)]
     pub executor: Option<toml::Table>,
@@ -63,17 +65,10 @@ pub(crate) struct RawHttpTrigger {
     pub id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// A trigger route after its shape is checked.
 pub(crate) enum RawRoute {
     Path(String),
-    Private(RawPrivateRoute),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawPrivateRoute {
-    pub private: bool,
+    Private(bool),
 }
 
 #[derive(Debug, Deserialize)]

@@ -14,6 +14,20 @@ pub(crate) fn restricted_reason(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// Whether `ip` is link-local or a known cloud metadata address. These stay
+/// refused for host names even when an allow-list entry names the host, so
+/// a name whose DNS answer points at the metadata service gains nothing;
+/// only an entry with the IP literal itself reaches them.
+pub(crate) fn is_link_local_or_metadata(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local() || v4 == Ipv4Addr::new(100, 100, 100, 200),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_link_local_or_metadata(IpAddr::V4(v4)),
+            None => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
+        },
+    }
+}
+
 fn restricted_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let [a, b, c, _] = ip.octets();
     if ip.is_loopback() {
@@ -105,6 +119,16 @@ mod tests {
             "::7f00:1",
         ] {
             assert!(reason(addr).is_some(), "{addr} should be restricted");
+        }
+    }
+
+    #[test]
+    fn metadata_addresses_are_recognised() {
+        for addr in ["169.254.169.254", "100.100.100.200", "fd00:ec2::254", "fe80::1", "::ffff:169.254.169.254"] {
+            assert!(is_link_local_or_metadata(addr.parse().unwrap()), "{addr}");
+        }
+        for addr in ["127.0.0.1", "10.0.0.1", "::1"] {
+            assert!(!is_link_local_or_metadata(addr.parse().unwrap()), "{addr}");
         }
     }
 

@@ -59,11 +59,19 @@ pub struct SandboxSection {
 impl RuntimeConfig {
     /// Reads the file at `path`, naming it in every error.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
+        let text = copycar_manifest::read_limited(path, 1 << 20)
             .map_err(|e| anyhow::anyhow!("failed to read runtime config {}: {e}", path.display()))?;
         let config: RuntimeConfig = toml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("invalid runtime config {}: {}", path.display(), e.to_string().trim_end()))?;
         for (label, store) in &config.key_value_store {
+            // Labels name files under the data directory, so they must not
+            // contain path separators.
+            if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                anyhow::bail!(
+                    "invalid runtime config {}: key_value_store label `{label}` may contain only letters, digits, `_` and `-`",
+                    path.display()
+                );
+            }
             if let KeyValueStoreConfig::Redis { url } = store
                 && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://"))
             {
@@ -117,9 +125,11 @@ impl SandboxLimits {
             self.memory_limit = mb << 20;
         }
         if let Some(n) = section.max_instances {
+            // Each slot reserves address space for its memories; 2000 slots
+            // (and as many for nested calls) fit in a 47-bit address space.
             anyhow::ensure!(
-                (1..=10_000).contains(&n),
-                "sandbox.max_instances must be between 1 and 10000, got {n}"
+                (1..=2_000).contains(&n),
+                "sandbox.max_instances must be between 1 and 2000, got {n}"
             );
             self.max_instances = n;
         }
@@ -165,6 +175,9 @@ mod tests {
         std::fs::write(&path, "[key_value_store.x]\ntype = \"redis\"\nurl = \"http://x\"\n").unwrap();
         let err = RuntimeConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("must start with redis://"), "{err}");
+        std::fs::write(&path, "[key_value_store.\"../../x\"]\ntype = \"redb\"\n").unwrap();
+        let err = RuntimeConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("may contain only letters"), "{err}");
     }
 
     #[test]

@@ -43,7 +43,11 @@ pub(crate) fn build_engine(limits: &SandboxLimits) -> anyhow::Result<Engine> {
         .pagemap_scan(Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
 
-    let engine = Engine::new(&config)?;
+    let engine = Engine::new(&config).map_err(|e| {
+        anyhow::anyhow!(
+            "failed to create the instance pool for {n} instances: {e:#}; lower sandbox.max_instances (--max-instances)"
+        )
+    })?;
     let ticker = engine.weak();
     std::thread::Builder::new()
         .name("copycar-epoch".into())
@@ -74,6 +78,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Largest component file accepted.
+const MAX_COMPONENT_BYTES: u64 = 256 << 20;
+
 /// Whether a component came from the cache or was compiled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -97,6 +104,16 @@ impl CompileCache {
 
     /// Loads the component at `wasm_path`, from the cache when possible.
     pub fn load(&self, engine: &Engine, id: &str, wasm_path: &Path) -> anyhow::Result<(Component, CacheOutcome)> {
+        let metadata = std::fs::metadata(wasm_path).map_err(|e| {
+            anyhow::anyhow!("component `{id}`: failed to read {}: {e} (build it with `copycar build`)", wasm_path.display())
+        })?;
+        anyhow::ensure!(metadata.is_file(), "component `{id}`: {} is not a regular file", wasm_path.display());
+        anyhow::ensure!(
+            metadata.len() <= MAX_COMPONENT_BYTES,
+            "component `{id}`: {} is {} bytes, larger than the limit of {MAX_COMPONENT_BYTES}",
+            wasm_path.display(),
+            metadata.len()
+        );
         let bytes = std::fs::read(wasm_path).map_err(|e| {
             anyhow::anyhow!(
                 "component `{id}`: failed to read {}: {e} (build it with `copycar build`)",

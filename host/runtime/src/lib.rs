@@ -9,8 +9,9 @@
 //!    compiles each component once (cached on disk by content hash and
 //!    engine settings), links it against WASI, `wasi:http` and Spin's
 //!    key-value and variables interfaces, and pre-instantiates it.
-//! 3. [`serve`] accepts HTTP, routes each request with Spin's rules, and
-//!    calls [`Runtime::invoke`], which creates a fresh instance from the
+//! 3. [`serve`] accepts HTTP, routes each request with Spin's rules,
+//!    applies the route's gateway policies (body limit, rate limits, CORS),
+//!    and calls [`Runtime::invoke`], which creates a fresh instance from the
 //!    pooling allocator with a wall-clock deadline (epoch interruption) and
 //!    a memory cap.
 //! 4. Outbound HTTP from an instance goes through the allow-list and the
@@ -22,6 +23,7 @@ mod address;
 mod bindings;
 mod config;
 mod engine;
+mod gateway;
 mod host_kv;
 mod host_variables;
 mod kv;
@@ -34,6 +36,7 @@ mod state;
 mod variables;
 
 pub use config::{KeyValueStoreConfig, RuntimeConfig, SandboxLimits, SandboxSection};
+pub use gateway::{GatewayConfig, Rate, RoutePolicy};
 pub use metrics::Metrics;
 pub use runtime::{CallContext, InvokeError, Runtime, RuntimeOptions};
 pub use server::serve;

@@ -15,9 +15,10 @@
 //!    not followed by the host; a component that follows one sends a new
 //!    request, which is checked again.
 
-use crate::address::restricted_reason;
+use crate::address::{is_link_local_or_metadata, restricted_reason};
 use crate::runtime::{CallContext, Runtime};
 use crate::state::ComponentSettings;
+use copycar_manifest::HostPattern;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::future::Future;
@@ -70,24 +71,50 @@ impl OutboundHooks {
 
     fn destination(&self, uri: &http::Uri) -> Result<Destination, &'static str> {
         let scheme = uri.scheme_str().unwrap_or("http").to_ascii_lowercase();
-        let Some(authority) = uri.authority() else {
-            return self.check_allowed("http", "self", 80).map(|_| Destination::SelfApp);
+        // A URL without a host (`/path`) addresses the application itself.
+        let authority = uri.authority().filter(|a| !a.host().is_empty());
+        let Some(authority) = authority else {
+            self.check_internal("http", "self", None)?;
+            return Ok(Destination::SelfApp);
         };
         let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let default_port = if scheme == "https" { 443 } else { 80 };
-        let port = authority.port_u16().unwrap_or(default_port);
-        let exact = self.check_allowed(&scheme, &host, port)?;
+        let port = authority.port_u16();
 
         if let Some(name) = host.strip_suffix(".copycar.internal") {
+            self.check_internal(&scheme, &host, port)?;
             return Ok(Destination::Service(name.to_string()));
         }
         if let Some(id) = host.strip_suffix(".spin.internal") {
+            self.check_internal(&scheme, &host, port)?;
             return Ok(Destination::Component(id.to_string()));
         }
         if host == "self" || host == "self.alt" {
+            self.check_internal(&scheme, &host, port)?;
             return Ok(Destination::SelfApp);
         }
+        let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let exact = self.check_allowed(&scheme, &host, port)?;
         Ok(Destination::External { scheme, host, port, exact })
+    }
+
+    /// In-process destinations (`self`, `*.spin.internal`,
+    /// `*.copycar.internal`) are plain `http` on the default port, and only
+    /// an entry that names them grants them: `http://self`,
+    /// `http://<id>.spin.internal` or `http://*.spin.internal`. A catch-all
+    /// such as `*://*:*` does not, as in Spin.
+    fn check_internal(&self, scheme: &str, host: &str, port: Option<u16>) -> Result<(), &'static str> {
+        if scheme != "http" || port.is_some_and(|p| p != 80) {
+            return Err("in-process hosts are reached over http on the default port only");
+        }
+        let granted = self.component.allowed_hosts.entries().iter().any(|entry| {
+            entry.allows("http", host, 80)
+                && match entry.host() {
+                    HostPattern::Any => false,
+                    HostPattern::Exact(_) => true,
+                    HostPattern::Subdomains(suffix) => suffix == ".spin.internal" || suffix == ".copycar.internal",
+                }
+        });
+        if granted { Ok(()) } else { Err("not in allowed_outbound_hosts (a wildcard does not grant in-process hosts)") }
     }
 
     /// Returns whether the matching entry names the host exactly.
@@ -174,10 +201,15 @@ async fn permitted_addresses(
             Ok(Ok(addrs)) => addrs.collect(),
         },
     };
+    let host_is_ip_literal = host.parse::<std::net::IpAddr>().is_ok();
     let mut permitted = Vec::new();
     for addr in resolved {
-        match restricted_reason(addr.ip()) {
-            Some(reason) if !exact => {
+        let reason = restricted_reason(addr.ip());
+        // An entry naming the host exactly opts in to loopback and private
+        // addresses, but a DNS name never reaches metadata services.
+        let refused = reason.is_some() && (!exact || (!host_is_ip_literal && is_link_local_or_metadata(addr.ip())));
+        match reason {
+            Some(reason) if refused => {
                 tracing::warn!(
                     component = %caller,
                     request_id = %call.request_id,

@@ -3,6 +3,7 @@
 use crate::bindings::SpinHost;
 use crate::config::{RuntimeConfig, SandboxLimits};
 use crate::engine::{CacheOutcome, CompileCache, build_engine};
+use crate::gateway::{Gateway, GatewayConfig};
 use crate::kv::KeyValueStores;
 use crate::metrics::Metrics;
 use crate::outbound::{OutboundHooks, collect_limited};
@@ -122,8 +123,13 @@ pub struct Runtime {
     kv: KeyValueStores,
     services: ServiceRegistry,
     limits: SandboxLimits,
+    /// Slots for requests from clients.
     permits: Arc<Semaphore>,
+    /// Slots for nested calls between components, so a chain of calls can
+    /// always make progress while client requests hold every top slot.
+    nested_permits: Arc<Semaphore>,
     metrics: Metrics,
+    gateway: Gateway,
 }
 
 impl Runtime {
@@ -139,17 +145,26 @@ impl Runtime {
             tracing::debug!(variable = name, ?source, "resolved variable");
         }
         let router = app.router()?;
-        for reserved in ["/metrics", "/ready"] {
-            if let Some(m) = router.route(reserved)
-                && m.matched_route == reserved
-            {
+        // The host answers these paths itself, so no component route may
+        // claim them, exactly, with a trailing slash, or as a wildcard.
+        for (route, component) in router.routes() {
+            let claimed = route.trim_end_matches("/...").trim_end_matches('/');
+            if ["/metrics", "/ready"].contains(&claimed) {
                 anyhow::bail!(
-                    "{}: route `{reserved}` is reserved for the copycar host (component `{}`)",
-                    app.manifest_path().display(),
-                    m.component
+                    "invalid manifest {}: route `{route}` of component `{component}` is reserved for the copycar host (`/metrics` and `/ready`)",
+                    app.manifest_path().display()
                 );
             }
         }
+
+        let gateway_config = GatewayConfig::from_app(&app)?;
+        let signing_key = match variables.get(&gateway_config.signing_key_variable) {
+            Some(value) => Some(copycar_identity::SigningKey::new(value.expose()).map_err(|e| {
+                anyhow::anyhow!("variable `{}`: {e}", gateway_config.signing_key_variable)
+            })?),
+            None => None,
+        };
+        let gateway = Gateway::new(gateway_config, signing_key);
 
         let kv = KeyValueStores::open(&runtime_config.key_value_store, &data_dir).await?;
         // Nested calls (`*.spin.internal`, `self`) need instances beyond the
@@ -218,8 +233,10 @@ impl Runtime {
             kv,
             services,
             permits: Arc::new(Semaphore::new(limits.max_instances as usize)),
+            nested_permits: Arc::new(Semaphore::new(limits.max_instances as usize)),
             limits,
             metrics,
+            gateway,
             app,
         }))
     }
@@ -238,6 +255,12 @@ impl Runtime {
     }
     pub fn services(&self) -> &ServiceRegistry {
         &self.services
+    }
+    pub(crate) fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+    pub(crate) fn key_value(&self) -> &KeyValueStores {
+        &self.kv
     }
 
     /// Runs `request` in a fresh instance of `component_id`.
@@ -264,14 +287,13 @@ impl Runtime {
         let deadline = call.deadline.min(Instant::now() + timeout);
         let timed_out = || InvokeError::Timeout { component: id.clone(), timeout };
 
-        let permit = if call.depth == 0 {
-            let acquire = self.permits.clone().acquire_owned();
-            match tokio::time::timeout_at(deadline.into(), acquire).await {
-                Ok(permit) => Some(permit.expect("the semaphore is never closed")),
-                Err(_) => return Err(timed_out()),
-            }
-        } else {
-            None
+        // The pool holds twice `max_instances`: one half for client
+        // requests, one for nested calls. Both wait for a slot until the
+        // deadline instead of failing.
+        let slots = if call.depth == 0 { &self.permits } else { &self.nested_permits };
+        let permit = match tokio::time::timeout_at(deadline.into(), slots.clone().acquire_owned()).await {
+            Ok(permit) => permit.expect("the semaphore is never closed"),
+            Err(_) => return Err(timed_out()),
         };
 
         let mut wasi = WasiCtx::builder();
@@ -353,6 +375,11 @@ impl Runtime {
             result
         });
 
+        // If the caller goes away before the response head (a client that
+        // disconnects), stop the instance instead of letting it run to the
+        // deadline.
+        let mut abort_guard = AbortOnDrop(Some(task.abort_handle()));
+
         let failure = |end: InstanceEnd| match end {
             InstanceEnd::Timeout => timed_out(),
             InstanceEnd::Memory => InvokeError::MemoryLimit { component: id.clone(), limit_mb: self.limits.memory_limit >> 20 },
@@ -360,7 +387,11 @@ impl Runtime {
             InstanceEnd::Instantiate(message) => InvokeError::Instantiate { component: id.clone(), message },
         };
         let outcome = match receiver.await {
-            Ok(Ok(response)) => return Ok(response),
+            Ok(Ok(response)) => {
+                // The instance keeps running to stream the body.
+                abort_guard.0 = None;
+                return Ok(response);
+            }
             Ok(Err(code)) => Err(InvokeError::ErrorCode { component: id.clone(), message: format!("{code:?}") }),
             // The instance ended without setting a response, so its task's
             // result explains why.
@@ -459,6 +490,17 @@ impl Runtime {
                 let (status, message) = e.client_view();
                 crate::server::error_response(status, &message, &request_id)
             }
+        }
+    }
+}
+
+/// Aborts a task when dropped, unless disarmed by taking the handle.
+struct AbortOnDrop(Option<tokio::task::AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.abort();
         }
     }
 }

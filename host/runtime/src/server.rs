@@ -115,17 +115,19 @@ impl Server {
             component = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
         );
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        // Hyper drops this future when the client disconnects; the guard
+        // still records the request then.
+        let mut guard = InFlight::start(self, &span, &request_id, started);
         let (component, mut response) = async {
             for name in SPIN_HEADERS {
                 req.headers_mut().remove(name);
             }
             req.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&request_id).expect("request ids are ASCII"));
-            self.dispatch(req, client, &request_id).await
+            self.dispatch(req, client, &request_id, &mut guard).await
         }
         .instrument(span.clone())
         .await;
-        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        guard.finish();
 
         response
             .headers_mut()
@@ -141,19 +143,74 @@ impl Server {
     }
 
     /// Returns the component label for metrics and the response.
-    async fn dispatch(&self, req: Request<Incoming>, client: SocketAddr, request_id: &str) -> (String, Response<WasiBody>) {
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        request_id: &str,
+        guard: &mut InFlight<'_>,
+    ) -> (String, Response<WasiBody>) {
         let path = req.uri().path().to_string();
-        match path.as_str() {
-            "/metrics" => return ("host".into(), self.metrics()),
-            "/ready" => return ("host".into(), self.ready()),
-            _ => {}
+        if !path.starts_with('/') {
+            let message = "invalid request target: expected a path starting with /";
+            return ("host".into(), error_response(StatusCode::BAD_REQUEST, message, request_id));
+        }
+        if path == "/metrics" || path == "/ready" {
+            if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
+                let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, "use GET", request_id);
+                response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                return ("host".into(), response);
+            }
+            let response = if path == "/metrics" { self.metrics() } else { self.ready() };
+            return ("host".into(), response);
         }
         let Some(route) = self.runtime.router().route(&path) else {
             let message = format!("no route matches {path}");
             return ("host".into(), error_response(StatusCode::NOT_FOUND, &message, request_id));
         };
+        let gateway = self.runtime.gateway();
+        let origin = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let allowed_origin = origin.as_deref().filter(|o| cors_allows(gateway.cors_origins(), o)).map(str::to_string);
+        if req.method() == http::Method::OPTIONS
+            && origin.is_some()
+            && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return (route.component, preflight(allowed_origin.as_deref(), request_id));
+        }
 
-        let limit = self.runtime.limits().max_request_body;
+        guard.component = Some(route.component.clone());
+        let (component, mut response) = self.admit_and_invoke(req, client, request_id, route).await;
+        if let Some(origin) = allowed_origin {
+            add_cors_headers(response.headers_mut(), &origin);
+        }
+        (component, response)
+    }
+
+    /// Applies the route's gateway policy, then invokes the component.
+    async fn admit_and_invoke(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+        request_id: &str,
+        route: RouteMatch,
+    ) -> (String, Response<WasiBody>) {
+        let gateway = self.runtime.gateway();
+        let policy = gateway.policy(req.uri().path());
+        let client_ip = client.ip().to_string();
+        if let Some(policy) = policy {
+            let principal = gateway.principal(req.headers(), self.runtime.key_value(), unix_now()).await;
+            if let Err(limited) = gateway.admit(policy, &client_ip, &principal) {
+                tracing::warn!(component = %route.component, client.address = %client_ip, reason = limited.reason, "request rate-limited");
+                let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, limited.reason, request_id);
+                response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(limited.retry_after_secs));
+                return (route.component, response);
+            }
+        }
+
+        let mut limit = self.runtime.limits().max_request_body;
+        if let Some(route_limit) = policy.and_then(|(_, p)| p.max_body_bytes) {
+            limit = limit.min(route_limit);
+        }
         let declared_length = req
             .headers()
             .get(http::header::CONTENT_LENGTH)
@@ -165,7 +222,14 @@ impl Server {
         }
         let req = with_full_url(req, self.local);
         let exceeded = Arc::new(AtomicBool::new(false));
-        let req = req.map(|body| LimitedBody { inner: body, remaining: limit, limit, exceeded: exceeded.clone() });
+        let malformed = Arc::new(AtomicBool::new(false));
+        let req = req.map(|body| LimitedBody {
+            inner: body,
+            remaining: limit,
+            limit,
+            exceeded: exceeded.clone(),
+            malformed: malformed.clone(),
+        });
 
         let call = CallContext {
             request_id: request_id.into(),
@@ -180,6 +244,12 @@ impl Server {
             tracing::warn!(component = %route.component, limit, "request body exceeded the limit while streaming");
             let message = format!("request body is larger than the limit of {limit} bytes");
             response = error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id);
+        } else if malformed.load(Ordering::SeqCst) && !response.status().is_success() {
+            tracing::warn!(component = %route.component, "request body could not be read");
+            response = error_response(StatusCode::BAD_REQUEST, "malformed request body", request_id);
+        }
+        if let Some(policy) = policy {
+            gateway.record_response(policy, &client_ip, response.status().as_u16());
         }
         (route.component, response)
     }
@@ -219,6 +289,88 @@ impl Server {
         });
         json(status, &body)
     }
+}
+
+/// Counts a request in flight and, if the client goes away before the
+/// response is ready, logs it and counts it as status 499.
+struct InFlight<'a> {
+    server: &'a Server,
+    span: &'a tracing::Span,
+    request_id: &'a str,
+    started: Instant,
+    component: Option<String>,
+    finished: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(server: &'a Server, span: &'a tracing::Span, request_id: &'a str, started: Instant) -> Self {
+        server.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight { server, span, request_id, started, component: None, finished: false }
+    }
+
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.server.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if self.finished {
+            return;
+        }
+        let component = self.component.as_deref().unwrap_or("host");
+        self.server.runtime.metrics().request(component, 499, self.started.elapsed());
+        self.span.in_scope(|| {
+            tracing::warn!(
+                component,
+                request_id = self.request_id,
+                elapsed_ms = self.started.elapsed().as_millis() as u64,
+                "client disconnected before the response was ready"
+            );
+        });
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn cors_allows(origins: &[String], origin: &str) -> bool {
+    origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+}
+
+fn add_cors_headers(headers: &mut http::HeaderMap, origin: &str) {
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(http::header::VARY, HeaderValue::from_static("origin"));
+        headers.insert(
+            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static("x-request-id, retry-after"),
+        );
+    }
+}
+
+/// Answers a CORS preflight without invoking the component.
+fn preflight(allowed_origin: Option<&str>, request_id: &str) -> Response<WasiBody> {
+    let Some(origin) = allowed_origin else {
+        return error_response(StatusCode::FORBIDDEN, "origin not allowed", request_id);
+    };
+    let mut response = Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .header(http::header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+        .header(
+            http::header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "authorization, content-type, x-api-key, x-request-id",
+        )
+        .header(http::header::ACCESS_CONTROL_MAX_AGE, "600")
+        .body(full(Bytes::new()))
+        .expect("static response parts are valid");
+    add_cors_headers(response.headers_mut(), origin);
+    response
 }
 
 /// Creates a per-process prefix for generated request ids, so ids from
@@ -301,6 +453,8 @@ struct LimitedBody {
     limit: u64,
     /// Set once the limit is crossed, so the gateway can answer 413.
     exceeded: Arc<AtomicBool>,
+    /// Set when the body's framing is broken, so the gateway can answer 400.
+    malformed: Arc<AtomicBool>,
 }
 
 impl http_body::Body for LimitedBody {
@@ -323,7 +477,10 @@ impl http_body::Body for LimitedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Err(e))) => {
+                self.malformed.store(true, Ordering::SeqCst);
+                Poll::Ready(Some(Err(e.into())))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

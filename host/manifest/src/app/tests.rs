@@ -192,3 +192,56 @@ fn load_resolves_relative_to_manifest_dir() {
     let app = App::load(&path).unwrap();
     assert_eq!(app.component("api").unwrap().source, dir.path().join("api.wasm"));
 }
+
+#[test]
+fn version_one_manifest_is_explained() {
+    let err = error_text("spin_manifest_version = \"1\"\nname = \"old\"\ntrigger = { type = \"http\" }\n");
+    assert!(err.contains("expected 2"), "{err}");
+    let err = error_text("[application]\nname = \"x\"\n");
+    assert!(err.contains("spin_manifest_version"), "{err}");
+    assert!(err.contains("is missing"), "{err}");
+}
+
+#[test]
+fn route_of_wrong_type_is_explained() {
+    let err = error_text(&GOOD.replace("route = \"/health\"", "route = 5"));
+    assert!(err.contains("trigger.http[0].route"), "{err}");
+    assert!(err.contains("found 5"), "{err}");
+    let err = error_text(&GOOD.replace("route = { private = true }", "route = { private = true, extra = 1 }"));
+    assert!(err.contains("trigger.http[2].route"), "{err}");
+}
+
+#[test]
+fn odd_route_paths_are_rejected() {
+    for route in ["/a//b", "/a/../b", "/./a", "/a\\tb", "/a\\u0000b"] {
+        let err = error_text(&GOOD.replace("\"/health\"", &format!("\"{route}\"")));
+        assert!(err.contains("trigger.http[0].route"), "{route}: {err}");
+    }
+}
+
+#[test]
+fn environment_names_are_checked() {
+    let text = GOOD.replace("source = \"api.wasm\"", "source = \"api.wasm\"\nenvironment = { \"A=B\" = \"c\" }");
+    let err = error_text(&text);
+    assert!(err.contains("component.api.environment"), "{err}");
+    let text = GOOD.replace("source = \"api.wasm\"", "source = \"api.wasm\"\nenvironment = { \"\" = \"c\" }");
+    assert!(error_text(&text).contains("invalid variable name"));
+}
+
+#[test]
+fn huge_or_special_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("spin.toml");
+    std::fs::write(&path, format!("{GOOD}\n#{}\n", "x".repeat(2 << 20))).unwrap();
+    let err = App::load(&path).unwrap_err().to_string();
+    assert!(err.contains("larger than the limit"), "{err}");
+    let err = App::load(Path::new("/dev/zero")).unwrap_err().to_string();
+    assert!(err.contains("not a regular file"), "{err}");
+}
+
+#[test]
+fn long_lines_in_syntax_errors_are_cut() {
+    let text = format!("spin_manifest_version = 2\nx = \"{}", "y".repeat(10_000));
+    let err = error_text(&text);
+    assert!(err.len() < 2_000, "{} bytes", err.len());
+}
