@@ -5,6 +5,9 @@
 use crate::data::CsvOptions;
 use crate::schema::{Field, NumericSpec, Schema, Transform};
 
+/// Month and day combinations rarer than this in training share one column.
+const MONTH_DAY_MIN_COUNT: usize = 10;
+
 /// How to read `bank-full.csv`: `;`-separated, outcome `y` = "yes".
 ///
 /// `duration` is dropped because the call length is known only after the
@@ -22,8 +25,9 @@ pub fn bank_marketing_csv() -> CsvOptions {
 ///
 /// "unknown" is the data's missing marker; `pdays` = -1 means the client
 /// was not contacted before. Counts and the balance are heavy-tailed, so
-/// they are log-transformed. The day of the month is categorical: response
-/// rates vary by calendar date (campaign waves), not smoothly with the day.
+/// they are log-transformed. The day of the month is categorical, and is
+/// crossed with the month, because response rates vary by calendar date
+/// (campaign waves), not smoothly with the day.
 pub fn bank_marketing_schema() -> Schema {
     let count = NumericSpec {
         transform: Transform::SignedLog1p,
@@ -65,5 +69,6 @@ pub fn bank_marketing_schema() -> Schema {
         ),
         Field::numeric_with("previous", count),
         Field::categorical("poutcome", &["unknown"]),
+        Field::cross("month_day", &["month", "day"], MONTH_DAY_MIN_COUNT),
     ])
 }

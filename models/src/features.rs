@@ -3,13 +3,15 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::ModelError;
-use crate::schema::{FieldKind, NumericSpec, Record, Schema, Value};
+use crate::schema::{Field, FieldKind, NumericSpec, Record, Schema, Value};
 
 /// Encodes records as feature rows, with statistics fitted on training rows.
 ///
 /// A categorical field becomes one-hot columns, one per level seen in
 /// training, followed by one column for missing values (an absent value or
-/// one of the field's missing tokens). A numeric field is transformed, then
+/// one of the field's missing tokens). A cross field is encoded the same way,
+/// with one more column, before the missing one, for rare and unseen
+/// combinations. A numeric field is transformed, then
 /// standardised with the training mean and standard deviation; a missing
 /// value encodes as the mean (0), and when training had missing values the
 /// field also gets a 0/1 missing-indicator column.
@@ -28,6 +30,9 @@ pub struct FeaturePipeline {
 enum FieldEncoder {
     Categorical {
         levels: Vec<String>,
+        /// Whether rare and unseen levels share a column (crosses only);
+        /// otherwise an unseen level is invalid.
+        other_column: bool,
         offset: usize,
     },
     Numeric {
@@ -49,7 +54,11 @@ impl FieldEncoder {
 
     fn width(&self) -> usize {
         match self {
-            FieldEncoder::Categorical { levels, .. } => levels.len() + 1,
+            FieldEncoder::Categorical {
+                levels,
+                other_column,
+                ..
+            } => levels.len() + usize::from(*other_column) + 1,
             FieldEncoder::Numeric { missing_column, .. } => 1 + usize::from(*missing_column),
         }
     }
@@ -67,6 +76,7 @@ impl FeaturePipeline {
         for record in records {
             check_field_names(schema, record)?;
         }
+        check_cross_sources(schema)?;
 
         let mut encoders = Vec::with_capacity(schema.fields().len());
         let mut offset = 0;
@@ -83,6 +93,24 @@ impl FeaturePipeline {
                     }
                     FieldEncoder::Categorical {
                         levels: levels.into_iter().collect(),
+                        other_column: false,
+                        offset,
+                    }
+                }
+                FieldKind::Cross { min_count, .. } => {
+                    let mut counts = std::collections::BTreeMap::new();
+                    for record in records {
+                        if let Some(level) = read_cross(schema, field, record)? {
+                            *counts.entry(level).or_insert(0usize) += 1;
+                        }
+                    }
+                    FieldEncoder::Categorical {
+                        levels: counts
+                            .into_iter()
+                            .filter(|(_, count)| count >= min_count)
+                            .map(|(level, _)| level)
+                            .collect(),
+                        other_column: true,
                         offset,
                     }
                 }
@@ -169,18 +197,33 @@ impl FeaturePipeline {
             let value = record.get(name);
             match (field.kind(), encoder) {
                 (
-                    FieldKind::Categorical { missing_tokens },
-                    FieldEncoder::Categorical { levels, offset },
+                    FieldKind::Categorical { .. } | FieldKind::Cross { .. },
+                    FieldEncoder::Categorical {
+                        levels,
+                        other_column,
+                        offset,
+                    },
                 ) => {
-                    let column = match read_category(name, missing_tokens, value)? {
-                        None => levels.len(),
-                        Some(level) => levels.binary_search(&level).map_err(|_| {
-                            ModelError::invalid(
-                                name,
-                                level,
-                                format!("expected one of: {}", levels.join(", ")),
-                            )
-                        })?,
+                    let level = match field.kind() {
+                        FieldKind::Categorical { missing_tokens } => {
+                            read_category(name, missing_tokens, value)?
+                        }
+                        _ => read_cross(&self.schema, field, record)?,
+                    };
+                    let other = levels.len();
+                    let column = match level {
+                        None => other + usize::from(*other_column),
+                        Some(level) => match levels.binary_search(&level) {
+                            Ok(column) => column,
+                            Err(_) if *other_column => other,
+                            Err(_) => {
+                                return Err(ModelError::invalid(
+                                    name,
+                                    level,
+                                    format!("expected one of: {}", levels.join(", ")),
+                                ));
+                            }
+                        },
                     };
                     row[offset + column] = 1.0;
                 }
@@ -208,14 +251,60 @@ impl FeaturePipeline {
 
 fn check_field_names(schema: &Schema, record: &Record) -> Result<(), ModelError> {
     for name in record.field_names() {
-        if !schema.fields().iter().any(|f| f.name() == name) {
+        if !schema.field(name).is_some_and(|f| f.is_input()) {
             return Err(ModelError::UnknownFeature {
                 field: name.to_owned(),
-                expected: schema.field_names(),
+                expected: schema.input_field_names(),
             });
         }
     }
     Ok(())
+}
+
+fn check_cross_sources(schema: &Schema) -> Result<(), ModelError> {
+    for field in schema.fields() {
+        let FieldKind::Cross { sources, .. } = field.kind() else {
+            continue;
+        };
+        for source in sources {
+            let is_categorical = schema
+                .field(source)
+                .is_some_and(|f| matches!(f.kind(), FieldKind::Categorical { .. }));
+            if !is_categorical {
+                return Err(ModelError::Training(format!(
+                    "cross field `{}` needs categorical field `{source}` in the schema",
+                    field.name()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the combined level of a cross field, such as "may|5"; `None` when
+/// any source is missing.
+fn read_cross(
+    schema: &Schema,
+    field: &Field,
+    record: &Record,
+) -> Result<Option<String>, ModelError> {
+    let FieldKind::Cross { sources, .. } = field.kind() else {
+        unreachable!("read_cross is called for cross fields only");
+    };
+    let mut parts = Vec::with_capacity(sources.len());
+    for source in sources {
+        let source_field = schema
+            .field(source)
+            .expect("checked by check_cross_sources");
+        let FieldKind::Categorical { missing_tokens } = source_field.kind() else {
+            unreachable!("checked by check_cross_sources");
+        };
+        match read_category(source, missing_tokens, record.get(source))? {
+            Some(level) => parts.push(level),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(parts.join("|")))
 }
 
 /// Reads a category level; `None` means missing.

@@ -17,9 +17,19 @@ impl Schema {
         &self.fields
     }
 
-    pub(crate) fn field_names(&self) -> String {
-        let names: Vec<&str> = self.fields.iter().map(|f| f.name.as_str()).collect();
+    /// The fields a record may carry (all but crosses), comma-separated.
+    pub(crate) fn input_field_names(&self) -> String {
+        let names: Vec<&str> = self
+            .fields
+            .iter()
+            .filter(|f| f.is_input())
+            .map(|f| f.name.as_str())
+            .collect();
         names.join(", ")
+    }
+
+    pub(crate) fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
     }
 }
 
@@ -38,6 +48,22 @@ impl Field {
             name: name.to_owned(),
             kind: FieldKind::Categorical {
                 missing_tokens: missing_tokens.iter().map(|t| t.to_string()).collect(),
+            },
+        }
+    }
+
+    /// A categorical field derived from other categorical fields: its level
+    /// is the combination of their levels, such as month and day of month.
+    ///
+    /// Combinations seen fewer than `min_count` times in training, or not at
+    /// all, share one "other" column; the field is missing when any source
+    /// is missing. Records do not carry this field themselves.
+    pub fn cross(name: &str, sources: &[&str], min_count: usize) -> Self {
+        Field {
+            name: name.to_owned(),
+            kind: FieldKind::Cross {
+                sources: sources.iter().map(|s| s.to_string()).collect(),
+                min_count,
             },
         }
     }
@@ -65,13 +91,24 @@ impl Field {
     pub fn kind(&self) -> &FieldKind {
         &self.kind
     }
+
+    /// Whether records carry this field; crosses are derived instead.
+    pub(crate) fn is_input(&self) -> bool {
+        !matches!(self.kind, FieldKind::Cross { .. })
+    }
 }
 
 /// How a field's values are read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldKind {
-    Categorical { missing_tokens: Vec<String> },
+    Categorical {
+        missing_tokens: Vec<String>,
+    },
+    Cross {
+        sources: Vec<String>,
+        min_count: usize,
+    },
     Numeric(NumericSpec),
 }
 

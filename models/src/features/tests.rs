@@ -157,3 +157,65 @@ fn fitted_state_round_trips_through_json() {
 
     assert_eq!(restored, pipeline);
 }
+
+#[test]
+fn cross_pools_rare_and_unseen_combinations() {
+    let schema = Schema::new(vec![
+        Field::categorical("month", &[]),
+        Field::categorical("day", &[]),
+        Field::cross("month_day", &["month", "day"], 2),
+    ]);
+    let train = vec![
+        Record::new().with("month", "may").with("day", 5i64),
+        Record::new().with("month", "may").with("day", 5i64),
+        Record::new().with("month", "jun").with("day", 5i64),
+    ];
+    let pipeline = FeaturePipeline::fit(&schema, &train).unwrap();
+
+    // month: jun, may, missing; day: 5, missing; month_day: may|5, other,
+    // missing. jun|5 was seen once, below the minimum of two.
+    assert_eq!(pipeline.width(), 8);
+    let rows = pipeline
+        .transform(&[
+            Record::new().with("month", "may").with("day", 5i64),
+            Record::new().with("month", "jun").with("day", 5i64),
+            Record::new().with("month", "may"),
+        ])
+        .unwrap();
+    assert_eq!(rows[5..8], [1.0, 0.0, 0.0]);
+    assert_eq!(rows[13..16], [0.0, 1.0, 0.0]);
+    assert_eq!(rows[21..24], [0.0, 0.0, 1.0]);
+}
+
+#[test]
+fn cross_is_not_a_record_field() {
+    let schema = Schema::new(vec![
+        Field::categorical("month", &[]),
+        Field::cross("month_only", &["month"], 1),
+    ]);
+    let train = vec![Record::new().with("month", "may")];
+    let pipeline = FeaturePipeline::fit(&schema, &train).unwrap();
+
+    let error = pipeline
+        .transform(&[Record::new().with("month_only", "may")])
+        .unwrap_err();
+
+    assert!(matches!(error, ModelError::UnknownFeature { field, .. } if field == "month_only"));
+}
+
+#[test]
+fn cross_of_numeric_field_is_rejected_at_fit() {
+    let schema = Schema::new(vec![
+        Field::numeric("age"),
+        Field::cross("age_cross", &["age"], 1),
+    ]);
+
+    let error = FeaturePipeline::fit(&schema, &[Record::new().with("age", 30i64)]).unwrap_err();
+
+    assert!(
+        error
+            .to_string()
+            .contains("`age_cross` needs categorical field `age`"),
+        "{error}"
+    );
+}
