@@ -37,10 +37,10 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             architecture: Architecture {
-                hidden: 32,
+                hidden: 16,
                 members: 5,
             },
-            learning_rate: 3e-3,
+            learning_rate: 1e-3,
             weight_decay: 0.05,
             batch_size: 256,
             max_epochs: 60,
