@@ -2,15 +2,15 @@
 
 Trains LogisticRegression and HistGradientBoostingClassifier on the bank
 marketing data (UCI, CC BY 4.0, Moro, Cortez and Rita 2014, DOI
-10.24432/C5K306) without the `duration` column, on the same stratified split
-as the Rust trainer, and prints ROC AUC, PR AUC, Brier score, log-loss and
-training time on the test rows.
+10.24432/C5K306) without the `duration` column. Both use the same stratified
+split as the Rust trainer. The script prints ROC AUC, PR AUC, Brier score,
+log-loss and training time on the test rows.
 
-The split rule is the one in `models/src/split.rs`: row i (0-based, header
+The split rule is the one in `models/src/split.rs`. Row i (0-based, header
 excluded) gets the key splitmix64(seed, i), the i-th output of a SplitMix64
-generator seeded with `seed`. Within each class, rows are ordered by (key, i);
-the first floor(70 n / 100) go to train, the next floor(15 n / 100) to
-validation, and the rest to test.
+generator seeded with `seed`. Within each class, rows are ordered by
+(key, i). The first floor(70 n / 100) go to train, the next floor(15 n / 100)
+to validation, and the rest to test.
 
 Usage: python models/bench/compare.py PATH/bank-full.csv [--seed 42]
 Needs: scikit-learn and pandas (pip install scikit-learn pandas).

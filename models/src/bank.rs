@@ -8,7 +8,8 @@ use crate::schema::{Field, NumericSpec, Schema, Transform};
 /// Month and day combinations rarer than this in training share one column.
 const MONTH_DAY_MIN_COUNT: usize = 10;
 
-/// How to read `bank-full.csv`: `;`-separated, outcome `y` = "yes".
+/// Returns the reading options for `bank-full.csv`: `;`-separated, with
+/// outcome `y` = "yes".
 ///
 /// `duration` is dropped because the call length is known only after the
 /// call ends, so a model that scores contacts in advance cannot use it.
@@ -21,9 +22,9 @@ pub fn bank_marketing_csv() -> CsvOptions {
     }
 }
 
-/// The input fields of the bank marketing data without `duration`.
+/// Returns the input fields of the bank marketing data without `duration`.
 ///
-/// "unknown" is the data's missing marker; `pdays` = -1 means the client
+/// "unknown" is the data's missing marker, and `pdays` = -1 means the client
 /// was not contacted before. Counts and the balance are heavy-tailed, so
 /// they are log-transformed. The day of the month is categorical, and is
 /// crossed with the month, because response rates vary by calendar date

@@ -83,7 +83,7 @@ impl Dataset {
         Ok(dataset)
     }
 
-    /// The rows at `indices`, in that order.
+    /// Copies the rows at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Dataset {
         Dataset {
             records: indices.iter().map(|&i| self.records[i].clone()).collect(),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ModelError {
-    /// A record holds a value the fitted pipeline cannot encode.
+    /// A record contains a value the fitted pipeline cannot encode.
     #[error("invalid value {value:?} for feature `{field}`: {reason}")]
     InvalidFeature {
         field: String,
@@ -42,7 +42,7 @@ pub enum ModelError {
         #[source]
         source: serde_json::Error,
     },
-    /// The registry holds no such version.
+    /// The registry contains no such version.
     #[error("model version `{version}` not found in {root}")]
     VersionNotFound { version: String, root: PathBuf },
     /// Weights do not match the shape recorded beside them.

@@ -11,10 +11,12 @@ use crate::schema::{Field, FieldKind, NumericSpec, Record, Schema, Value};
 /// training, followed by one column for missing values (an absent value or
 /// one of the field's missing tokens). A cross field is encoded the same way,
 /// with one more column, before the missing one, for rare and unseen
-/// combinations. A numeric field is transformed, then
-/// standardised with the training mean and standard deviation; a missing
-/// value encodes as the mean (0), and when training had missing values the
-/// field also gets a 0/1 missing-indicator column.
+/// combinations.
+///
+/// A numeric field is transformed, then standardised with the training mean
+/// and standard deviation. A missing value encodes as the mean (0). When
+/// training had missing values, the field also gets a 0/1 missing-indicator
+/// column.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FeaturePipeline {
     schema: Schema,
@@ -159,7 +161,7 @@ impl FeaturePipeline {
     ///
     /// Fails with [`ModelError::InvalidFeature`] naming the field when a value
     /// is of the wrong type, out of range, not finite, or a category level
-    /// that training never saw; and with [`ModelError::UnknownFeature`] when a
+    /// that training never saw. Fails with [`ModelError::UnknownFeature`] when a
     /// record names a field outside the schema.
     pub fn transform(&self, records: &[Record]) -> Result<Vec<f32>, ModelError> {
         let mut matrix = vec![0f32; records.len() * self.width];
@@ -182,7 +184,7 @@ impl FeaturePipeline {
         &self.baseline
     }
 
-    /// The encoded column range of each field, in schema order.
+    /// Returns the encoded column range of each field, in schema order.
     pub(crate) fn field_columns(&self) -> Vec<std::ops::Range<usize>> {
         self.encoders
             .iter()
@@ -238,8 +240,8 @@ impl FeaturePipeline {
                 ) => match read_number(name, spec, value)? {
                     Some(x) => row[*offset] = ((x - mean) / std) as f32,
                     None if *missing_column => row[offset + 1] = 1.0,
-                    // NOTE: training had no missing values here, so the mean
-                    // stands in without an indicator the network could weigh.
+                    // NOTE: training had no missing values here, so the value
+                    // encodes as the mean with no indicator the network can use.
                     None => {}
                 },
                 _ => unreachable!("encoders are built from the same schema"),

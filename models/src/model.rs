@@ -30,7 +30,7 @@ pub struct Prediction {
     pub probability: f64,
     /// Standard deviation of the ensemble members' calibrated probabilities:
     /// how much independently trained members disagree on this record. It
-    /// is 0 for a single-member model and says nothing about label noise.
+    /// is 0 for a single-member model and does not measure label noise.
     pub uncertainty: f64,
     /// The fields that moved this prediction most, largest effect first.
     pub factors: Vec<Factor>,
@@ -66,7 +66,7 @@ impl ResponseRateModel {
     /// Factors come from occlusion: each field in turn is set to its
     /// training average and the change in the calibrated logit is that
     /// field's contribution. Fails with [`ModelError::InvalidFeature`] naming
-    /// the field when a record holds a value the pipeline cannot encode.
+    /// the field when a record contains a value the pipeline cannot encode.
     pub fn predict(&self, records: &[Record]) -> Result<Vec<Prediction>, ModelError> {
         let width = self.pipeline.width();
         let encoded = self.pipeline.transform(records)?;

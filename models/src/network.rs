@@ -75,7 +75,8 @@ impl Weights {
         }
     }
 
-    /// An independent copy that later optimiser steps do not change.
+    /// Copies the variables into tensors that later optimiser steps do not
+    /// change.
     pub(crate) fn snapshot(vars: &[Var]) -> Result<Self, ModelError> {
         let tensors = vars
             .iter()

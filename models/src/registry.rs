@@ -41,7 +41,7 @@ pub struct ModelCard {
     pub test: Metrics,
 }
 
-/// Where the training data came from.
+/// The origin and licence of the training data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DataSource {
     pub name: String,

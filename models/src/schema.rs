@@ -17,7 +17,7 @@ impl Schema {
         &self.fields
     }
 
-    /// The fields a record may carry (all but crosses), comma-separated.
+    /// Lists the fields a record may carry (all but crosses), comma-separated.
     pub(crate) fn input_field_names(&self) -> String {
         let names: Vec<&str> = self
             .fields
@@ -41,7 +41,7 @@ pub struct Field {
 }
 
 impl Field {
-    /// A categorical field. Texts in `missing_tokens` (such as "unknown") are
+    /// Creates a categorical field. Texts in `missing_tokens` (such as "unknown") are
     /// read as a missing value.
     pub fn categorical(name: &str, missing_tokens: &[&str]) -> Self {
         Field {
@@ -52,7 +52,8 @@ impl Field {
         }
     }
 
-    /// A categorical field derived from other categorical fields: its level
+    /// Creates a categorical field derived from other categorical fields. Its
+    /// level
     /// is the combination of their levels, such as month and day of month.
     ///
     /// Combinations seen fewer than `min_count` times in training, or not at
@@ -68,7 +69,7 @@ impl Field {
         }
     }
 
-    /// A numeric field with no transform, no sentinel and no range limits.
+    /// Creates a numeric field with no transform, no sentinel and no range limits.
     pub fn numeric(name: &str) -> Self {
         Field {
             name: name.to_owned(),
@@ -76,7 +77,7 @@ impl Field {
         }
     }
 
-    /// A numeric field read according to `spec`.
+    /// Creates a numeric field read according to `spec`.
     pub fn numeric_with(name: &str, spec: NumericSpec) -> Self {
         Field {
             name: name.to_owned(),
@@ -92,13 +93,14 @@ impl Field {
         &self.kind
     }
 
-    /// Whether records carry this field; crosses are derived instead.
+    /// Reports whether records carry this field, which is false for crosses
+    /// because they are derived.
     pub(crate) fn is_input(&self) -> bool {
         !matches!(self.kind, FieldKind::Cross { .. })
     }
 }
 
-/// How a field's values are read.
+/// The kind of a field, which decides how its values are read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldKind {

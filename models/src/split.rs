@@ -31,7 +31,7 @@ impl Rng {
         value
     }
 
-    /// A uniform draw from [0, 1) with 53 random bits.
+    /// Draws a uniform number from [0, 1) with 53 random bits.
     pub(crate) fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
@@ -58,7 +58,7 @@ impl Split {
     /// Splits rows 70/15/15 within each class.
     ///
     /// Row `i` gets the key `splitmix64(seed, i)`. Within each class, rows
-    /// are ordered by (key, i); the first floor(70 n / 100) go to train, the
+    /// are ordered by (key, i). The first floor(70 n / 100) go to train, the
     /// next floor(15 n / 100) to validation and the rest to test. The
     /// scikit-learn comparison script `models/bench/compare.py` implements
     /// the same rule, so both sides score the same test rows.
@@ -86,8 +86,8 @@ impl Split {
         split
     }
 
-    /// The first 16 hex digits of SHA-256 over the comma-joined test row
-    /// indices, to check that two programs score the same rows.
+    /// Returns the first 16 hex digits of SHA-256 over the comma-joined test
+    /// row indices, to check that two programs score the same rows.
     pub fn test_fingerprint(&self) -> String {
         let text: Vec<String> = self.test.iter().map(usize::to_string).collect();
         let digest = Sha256::digest(text.join(",").as_bytes());

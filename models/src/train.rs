@@ -64,7 +64,7 @@ pub struct Progress {
     pub best_epoch: usize,
 }
 
-/// What a training run did.
+/// The outcome of a training run: epochs, time, calibration and scores.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainSummary {
     pub epochs_run: usize,
@@ -201,7 +201,7 @@ fn targets(labels: &[bool]) -> Result<Tensor, ModelError> {
     Tensor::from_vec(values, (labels.len(), 1), &Device::Cpu).during("training")
 }
 
-/// The ensemble logit of each row: the mean of its members' logits.
+/// Computes the ensemble logit of each row, the mean of its members' logits.
 pub(crate) fn mean_logits(
     weights: &Weights,
     x: &Tensor,

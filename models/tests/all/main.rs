@@ -17,7 +17,7 @@ pub fn sample_split(data: &Dataset) -> Split {
     Split::stratified(data.labels(), 42)
 }
 
-/// A small configuration that trains in about a second.
+/// Returns a small configuration that trains in about a second.
 pub fn small_config() -> TrainConfig {
     let mut config = TrainConfig::default();
     config.architecture.hidden = 16;

@@ -23,7 +23,8 @@ fn training_on_bank_sample_beats_chance() {
     // Average precision of a random ranking is the positive rate (~0.12).
     assert!(test.pr_auc > 0.25, "test PR AUC {}", test.pr_auc);
     assert_eq!(epochs, (1..=summary.epochs_run).collect::<Vec<_>>());
-    assert!(summary.best_epoch >= 1 && summary.best_epoch <= summary.epochs_run);
+    assert!(summary.best_epoch >= 1, "{summary:?}");
+    assert!(summary.best_epoch <= summary.epochs_run, "{summary:?}");
 }
 
 #[test]
