@@ -79,7 +79,7 @@ async fn register_login_and_me() {
     assert_eq!(login.body["expires_in"], 3600);
     assert_eq!(login.headers["cache-control"], "no-store");
 
-    // Wrong password and unknown address get the same answer.
+    // Wrong password and unknown address get the same response.
     let wrong = call(&host, "POST", "/login", None, Some(json!({"email": "ada@example.com", "password": "not the password"}))).await;
     let unknown = call(&host, "POST", "/login", None, Some(json!({"email": "nobody@example.com", "password": "not the password"}))).await;
     assert_eq!(wrong.status, 401);
@@ -282,7 +282,8 @@ async fn repeated_failed_logins_lock_the_account() {
     let blocked = call(&host, "POST", "/login", None, Some(json!({"email": "locked@example.com", "password": PASSWORD}))).await;
     assert_eq!(blocked.status, 429, "{}", blocked.body);
     let retry_after: u64 = blocked.headers["retry-after"].to_str().unwrap().parse().unwrap();
-    assert!(retry_after > 0 && retry_after <= 900, "{retry_after}");
+    assert!(retry_after > 0, "{retry_after}");
+    assert!(retry_after <= 900, "{retry_after}");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Tenant isolation: every endpoint that touches stored objects, tried with
-//! another tenant's credentials and identifiers, must answer 401, 403 or
+//! another tenant's credentials and identifiers, must return 401, 403 or
 //! 404 and leave the other tenant's data as it was.
 
 use crate::auth::{call, register, start};

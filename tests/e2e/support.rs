@@ -201,8 +201,8 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
 /// The signing key the tests pass to the shipped app.
 pub const TEST_SIGNING_KEY: &str = "test-signing-key-0123456789abcdef-0123456789";
 
-/// The real spin.toml at the top of the repository, with component paths
-/// made absolute so it loads from a temporary directory.
+/// Returns the real spin.toml at the top of the repository, with component
+/// paths made absolute so it loads from a temporary directory.
 pub fn app_manifest() -> String {
     wasm("health");
     let root = workspace_root();

@@ -79,7 +79,7 @@ struct FailedLogins {
 }
 
 /// `POST /login`: checks the password and starts a session. Unknown
-/// addresses and wrong passwords get the same answer, in the same time.
+/// addresses and wrong passwords get the same response, in the same time.
 pub fn login(request: &Request, kv: &Kv) -> ApiResult {
     let body: LoginBody = json_body(request)?;
     let email = validate::email(&body.email)?;

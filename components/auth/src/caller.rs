@@ -1,4 +1,4 @@
-//! Who is calling: a user with an access token, or an API key.
+//! The caller of a request: a user with an access token, or an API key.
 
 use crate::http::{ApiError, header};
 use crate::store::Kv;

@@ -33,7 +33,7 @@ impl ApiError {
     pub fn not_found(what: &str) -> Self {
         ApiError::new(404, format!("{what} not found"))
     }
-    /// A storage failure; the details go to the log, not the client.
+    /// Creates a storage failure; the details go to the log, not the client.
     pub fn storage(error: impl std::fmt::Display) -> Self {
         eprintln!("auth: key-value error: {error}");
         ApiError::new(503, "storage is unavailable; try again")

@@ -35,8 +35,8 @@ pub fn verify(password: &str, stored: &str) -> bool {
 }
 
 /// Spends the same time as a real verification (one Argon2id run with the
-/// same parameters), so an unknown e-mail address cannot be told apart from
-/// a wrong password by timing.
+/// same parameters), so timing does not reveal whether an e-mail address is
+/// registered.
 pub fn spend_verification_time(password: &str) {
     let _ = hash(password);
 }

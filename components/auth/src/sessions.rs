@@ -83,8 +83,8 @@ fn revoke(kv: &Kv, mut family: FamilyRecord, reason: &str) -> Result<(), ApiErro
 }
 
 /// `POST /refresh`: exchanges a refresh token for a new pair. Each refresh
-/// token works once; presenting a used one revokes its whole family, since
-/// either the client or a thief holds a copy.
+/// token works once; presenting a used one revokes its whole family,
+/// because either the client or a thief has a copy.
 // NOTE: the key-value interface has no compare-and-swap, so two requests
 // racing with the same unused token can both succeed.
 pub fn refresh(request: &Request, kv: &Kv) -> ApiResult {
@@ -125,7 +125,7 @@ pub fn logout(request: &Request, kv: &Kv) -> ApiResult {
     Ok(no_content())
 }
 
-/// Whether the session an access token belongs to is still live.
+/// Reports whether the session an access token belongs to is still live.
 pub fn session_is_live(kv: &Kv, session: &str) -> Result<bool, ApiError> {
     Ok(kv
         .get::<FamilyRecord>(&keys::family(session))?

@@ -32,7 +32,8 @@ pub fn password(raw: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// A display name (organisation, API key): 1 to 100 printable characters.
+/// Checks a display name (organisation, API key): 1 to 100 printable
+/// characters.
 pub fn name(field: &'static str, raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > 100 {

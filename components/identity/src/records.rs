@@ -27,8 +27,8 @@ pub struct UserRecord {
     pub created_at: u64,
 }
 
-/// Where the user with a given e-mail address lives. E-mail addresses are
-/// unique across tenants, so login needs no tenant.
+/// The tenant and user id of an e-mail address. E-mail addresses are unique
+/// across tenants, so login needs no tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EmailIndex {
     pub tenant_id: String,

@@ -179,7 +179,7 @@ impl Bucket {
     }
 }
 
-/// Which limit a bucket belongs to.
+/// The limit a bucket belongs to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Dimension {
     Client(String),
@@ -228,7 +228,7 @@ impl Gateway {
         &self.config.cors_origins
     }
 
-    /// The policy for a request path, if any.
+    /// Finds the policy for a request path, if any.
     pub fn policy(&self, path: &str) -> Option<(usize, &RoutePolicy)> {
         let matched = self.router.route(path)?;
         let index: usize = matched.component.parse().ok()?;

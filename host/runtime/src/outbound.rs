@@ -7,13 +7,15 @@
 //! 2. `http://<name>.copycar.internal/…` goes to the in-process service
 //!    registered under `<name>`, `http://<id>.spin.internal/…` to component
 //!    `<id>` (private ones included) and `http://self/…` or a URL without a
-//!    host through the application's router. None of these opens a socket.
-//! 3. Other hosts are resolved here, and every address is checked: loopback,
-//!    private, link-local and metadata addresses are refused unless an
-//!    allow-list entry names that exact host. The connection then goes to a
-//!    checked address, so a second DNS answer cannot swap it. Redirects are
-//!    not followed by the host; a component that follows one sends a new
-//!    request, which is checked again.
+//!    host through the application's router. None of these opens a socket,
+//!    and only an entry naming them grants them: a catch-all does not.
+//! 3. Other hosts are resolved here, and every address is checked: loopback
+//!    and private addresses are refused unless an allow-list entry names
+//!    that exact host, link-local and metadata addresses unless the entry is
+//!    that IP literal. The connection then goes to a checked address, so a
+//!    second DNS answer cannot swap it. Redirects are not followed by the
+//!    host; a component that follows one sends a new request, which is
+//!    checked again.
 
 use crate::address::{is_link_local_or_metadata, restricted_reason};
 use crate::runtime::{CallContext, Runtime};

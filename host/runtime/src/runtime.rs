@@ -145,7 +145,7 @@ impl Runtime {
             tracing::debug!(variable = name, ?source, "resolved variable");
         }
         let router = app.router()?;
-        // The host answers these paths itself, so no component route may
+        // The host serves these paths itself, so no component route may
         // claim them, exactly, with a trailing slash, or as a wildcard.
         for (route, component) in router.routes() {
             let claimed = route.trim_end_matches("/...").trim_end_matches('/');
@@ -287,7 +287,7 @@ impl Runtime {
         let deadline = call.deadline.min(Instant::now() + timeout);
         let timed_out = || InvokeError::Timeout { component: id.clone(), timeout };
 
-        // The pool holds twice `max_instances`: one half for client
+        // The pool has room for twice `max_instances`: one half for client
         // requests, one for nested calls. Both wait for a slot until the
         // deadline instead of failing.
         let slots = if call.depth == 0 { &self.permits } else { &self.nested_permits };

@@ -354,7 +354,7 @@ fn add_cors_headers(headers: &mut http::HeaderMap, origin: &str) {
     }
 }
 
-/// Answers a CORS preflight without invoking the component.
+/// Responds to a CORS preflight without invoking the component.
 fn preflight(allowed_origin: Option<&str>, request_id: &str) -> Response<WasiBody> {
     let Some(origin) = allowed_origin else {
         return error_response(StatusCode::FORBIDDEN, "origin not allowed", request_id);
@@ -451,9 +451,9 @@ struct LimitedBody {
     inner: Incoming,
     remaining: u64,
     limit: u64,
-    /// Set once the limit is crossed, so the gateway can answer 413.
+    /// Set once the limit is crossed, so the gateway can return 413.
     exceeded: Arc<AtomicBool>,
-    /// Set when the body's framing is broken, so the gateway can answer 400.
+    /// Set when the body's framing is broken, so the gateway can return 400.
     malformed: Arc<AtomicBool>,
 }
 
