@@ -10,7 +10,9 @@
 //!    calibrates the output with [`PlattScaling`] on them.
 //! 3. Score held-out rows with [`ResponseRateModel::evaluate`], write the
 //!    model and its [`ModelCard`] with [`Registry::save`], and later read
-//!    them back with [`Registry::load`].
+//!    them back with [`Registry::load`]. [`Registry::promote`] picks the
+//!    version in service ([`Registry::active`]); [`train_from_csv`] runs the
+//!    whole sequence for a CSV file.
 //! 4. [`ResponseRateModel::predict`] takes a batch of [`Record`]s and returns,
 //!    for each, a calibrated probability, the ensemble's disagreement and the
 //!    fields that moved the prediction most. A value the pipeline cannot
@@ -30,6 +32,7 @@ mod registry;
 mod schema;
 mod split;
 mod train;
+mod workflow;
 
 pub use bank::{bank_marketing_csv, bank_marketing_schema};
 pub use calibration::PlattScaling;
@@ -43,3 +46,4 @@ pub use registry::{DataSource, ModelCard, Registry, SplitSummary};
 pub use schema::{Field, FieldKind, NumericSpec, Record, Schema, Transform, Value};
 pub use split::Split;
 pub use train::{Progress, TrainConfig, TrainSummary, train};
+pub use workflow::{TrainRun, train_from_csv};

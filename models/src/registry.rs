@@ -21,6 +21,8 @@ use crate::train::{TrainConfig, TrainSummary};
 const WEIGHTS_FILE: &str = "model.safetensors";
 const PIPELINE_FILE: &str = "pipeline.json";
 const CARD_FILE: &str = "card.json";
+/// Names the promoted version; without it the newest version is active.
+const ACTIVE_FILE: &str = "ACTIVE";
 
 /// A description of a trained model for people: its data, features, split,
 /// settings and scores.
@@ -188,6 +190,35 @@ impl Registry {
         let target = self.root.join(&version);
         std::fs::rename(&staging, &target).map_err(|e| ModelError::io("rename", &staging, e))?;
         Ok(version)
+    }
+
+    /// The version in service: the one named in the `ACTIVE` file, or the
+    /// newest when no version was promoted.
+    pub fn active(&self) -> Result<Option<String>, ModelError> {
+        let pointer = self.root.join(ACTIVE_FILE);
+        match std::fs::read_to_string(&pointer) {
+            Ok(text) => {
+                let version = text.trim().to_owned();
+                if !self.versions()?.contains(&version) {
+                    return Err(ModelError::VersionNotFound { version, root: self.root.clone() });
+                }
+                Ok(Some(version))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => self.latest(),
+            Err(e) => Err(ModelError::io("read", &pointer, e)),
+        }
+    }
+
+    /// Makes `version` the one in service by rewriting the `ACTIVE` file
+    /// (write, then rename, so readers never see a partial name).
+    pub fn promote(&self, version: &str) -> Result<(), ModelError> {
+        if !self.versions()?.iter().any(|v| v == version) {
+            return Err(ModelError::VersionNotFound { version: version.to_owned(), root: self.root.clone() });
+        }
+        let pointer = self.root.join(ACTIVE_FILE);
+        let staging = self.root.join(format!(".{ACTIVE_FILE}.tmp"));
+        std::fs::write(&staging, format!("{version}\n")).map_err(|e| ModelError::io("write", &staging, e))?;
+        std::fs::rename(&staging, &pointer).map_err(|e| ModelError::io("rename", &staging, e))
     }
 
     /// Loads a stored version and its card.

@@ -46,7 +46,7 @@ async fn metrics_and_ready() {
     let (status, body) = get_json(&host.url("/ready")).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["components"], 3);
+    assert_eq!(body["components"], 4);
 }
 
 #[tokio::test]
@@ -79,11 +79,11 @@ async fn compiled_components_are_cached_on_disk() {
     let first_logs = first.stop();
     assert!(first_logs.contains("cache=Miss"), "{first_logs}");
     let entries = std::fs::read_dir(data.path().join("cache/components")).unwrap().count();
-    assert_eq!(entries, 3, "one cache entry per component");
+    assert_eq!(entries, 4, "one cache entry per component");
 
     let second = Host::start_with(&app_manifest(), options);
     let metrics = client().get(second.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 3"), "{metrics}");
+    assert!(metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 4"), "{metrics}");
     let (status, _) = get_json(&second.url("/health")).await;
     assert_eq!(status, 200);
 }

@@ -9,6 +9,7 @@ mod isolation;
 mod key_value;
 mod manifest;
 mod outbound;
+mod predict;
 mod routing;
 mod sandbox;
 mod support;

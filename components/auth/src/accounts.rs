@@ -1,7 +1,7 @@
 //! Registration, login and accepting invitations.
 
-use crate::http::{ApiError, ApiResult, json_body, json_response};
-use crate::store::Kv;
+use copycar_guest::http::{ApiError, ApiResult, json_body, json_response};
+use copycar_guest::store::Kv;
 use crate::{audit, password, sessions, validate};
 use copycar_identity::records::{EmailIndex, InviteRecord, TenantRecord, UserRecord, keys};
 use copycar_identity::{Role, now_unix, random_id};

@@ -1,9 +1,9 @@
 //! API keys: create (the secret is shown once), list, delete.
 
 use crate::audit;
-use crate::caller::Caller;
-use crate::http::{ApiError, ApiResult, json_body, json_response, no_content};
-use crate::store::Kv;
+use copycar_guest::caller::Caller;
+use copycar_guest::http::{ApiError, ApiResult, json_body, json_response, no_content};
+use copycar_guest::store::Kv;
 use crate::validate;
 use copycar_identity::records::{ApiKeyRecord, keys};
 use copycar_identity::{ApiKey, Role, now_unix};

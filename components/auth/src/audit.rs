@@ -1,7 +1,7 @@
 //! Audit records of logins, failed logins, key creation and revocation.
 
-use crate::http::{ApiError, header};
-use crate::store::Kv;
+use copycar_guest::http::{ApiError, header};
+use copycar_guest::store::Kv;
 use copycar_identity::records::{AuditRecord, keys};
 use copycar_identity::{now_unix, random_id};
 use spin_sdk::http::Request;

@@ -21,18 +21,15 @@
 mod accounts;
 mod api_keys;
 mod audit;
-mod caller;
-mod http;
 mod members;
 mod password;
 mod sessions;
-mod store;
 mod validate;
 
-use http::{ApiError, ApiResult, header, json_response};
+use copycar_guest::http::{ApiError, ApiResult, header, json_response};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
-use store::Kv;
+use copycar_guest::store::Kv;
 
 #[http_component]
 fn handle(request: Request) -> Response {
@@ -60,14 +57,14 @@ fn route(request: &Request) -> ApiResult {
         (["refresh"], Method::Post) => sessions::refresh(request, &kv),
         (["logout"], Method::Post) => sessions::logout(request, &kv),
         (["accept-invite"], Method::Post) => accounts::accept_invite(request, &kv),
-        (["me"], Method::Get) => members::me(&caller::authenticate(request, &kv)?, &kv),
-        (["members"], Method::Get) => members::list(&caller::authenticate(request, &kv)?, &kv),
-        (["invites"], Method::Post) => members::invite(request, &caller::authenticate(request, &kv)?, &kv),
-        (["api-keys"], Method::Post) => api_keys::create(request, &caller::authenticate(request, &kv)?, &kv),
-        (["api-keys"], Method::Get) => api_keys::list(&caller::authenticate(request, &kv)?, &kv),
-        (["api-keys", id], Method::Delete) => api_keys::delete(request, &caller::authenticate(request, &kv)?, &kv, id),
+        (["me"], Method::Get) => members::me(&copycar_guest::caller::authenticate(request, &kv)?, &kv),
+        (["members"], Method::Get) => members::list(&copycar_guest::caller::authenticate(request, &kv)?, &kv),
+        (["invites"], Method::Post) => members::invite(request, &copycar_guest::caller::authenticate(request, &kv)?, &kv),
+        (["api-keys"], Method::Post) => api_keys::create(request, &copycar_guest::caller::authenticate(request, &kv)?, &kv),
+        (["api-keys"], Method::Get) => api_keys::list(&copycar_guest::caller::authenticate(request, &kv)?, &kv),
+        (["api-keys", id], Method::Delete) => api_keys::delete(request, &copycar_guest::caller::authenticate(request, &kv)?, &kv, id),
         (["audit"], Method::Get) => {
-            let caller = caller::authenticate(request, &kv)?;
+            let caller = copycar_guest::caller::authenticate(request, &kv)?;
             caller.require_admin()?;
             let limit = query_limit(request)?;
             let records = audit::list(&kv, &caller.tenant_id, limit)?;

@@ -1,9 +1,9 @@
 //! The caller, the tenant's members, and invitations.
 
 use crate::accounts::user_view;
-use crate::caller::Caller;
-use crate::http::{ApiError, ApiResult, json_body, json_response};
-use crate::store::Kv;
+use copycar_guest::caller::Caller;
+use copycar_guest::http::{ApiError, ApiResult, json_body, json_response};
+use copycar_guest::store::Kv;
 use crate::{audit, validate};
 use copycar_identity::records::{ApiKeyRecord, InviteRecord, TenantRecord, UserRecord, keys};
 use copycar_identity::{Role, now_unix};

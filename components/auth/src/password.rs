@@ -4,7 +4,7 @@
 //! recommends for Argon2id. Their cost inside a component is measured in
 //! docs/benchmarks.md.
 
-use crate::http::ApiError;
+use copycar_guest::http::ApiError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 

@@ -1,9 +1,9 @@
 //! Issuing token pairs, refresh with rotation, and logout.
 
 use crate::audit;
-use crate::caller::signing_key;
-use crate::http::{ApiError, ApiResult, json_body, json_response, no_content};
-use crate::store::Kv;
+use copycar_guest::caller::signing_key;
+use copycar_guest::http::{ApiError, ApiResult, json_body, json_response, no_content};
+use copycar_guest::store::Kv;
 use copycar_identity::records::{FamilyRecord, RefreshRecord, keys};
 use copycar_identity::{AccessToken, RefreshToken, Role, now_unix, random_id};
 use serde::Deserialize;
@@ -123,11 +123,4 @@ pub fn logout(request: &Request, kv: &Kv) -> ApiResult {
         audit::record(kv, request, &tenant, "logout", Some(&user), Some(&family_id));
     }
     Ok(no_content())
-}
-
-/// Reports whether the session an access token belongs to is still live.
-pub fn session_is_live(kv: &Kv, session: &str) -> Result<bool, ApiError> {
-    Ok(kv
-        .get::<FamilyRecord>(&keys::family(session))?
-        .is_some_and(|family| !family.revoked))
 }

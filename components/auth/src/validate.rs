@@ -1,6 +1,6 @@
 //! Input rules for e-mail addresses, passwords and names.
 
-use crate::http::ApiError;
+use copycar_guest::http::ApiError;
 
 /// Trims and lowercases an e-mail address and checks its shape.
 pub fn email(raw: &str) -> Result<String, ApiError> {

@@ -2,6 +2,8 @@
 //! components.
 
 mod build;
+mod models_service;
+mod train;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +22,10 @@ enum Command {
     Up(up::UpArgs),
     /// Run each component's build command from the manifest.
     Build(build::BuildArgs),
+    /// Train a model and store it as the registry's next version.
+    Train(train::TrainArgs),
+    /// List or promote stored model versions.
+    Models(train::ModelsArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,6 +41,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
+    // candle spreads small matrix products over every core, which is
+    // several times slower for these models than one thread (see
+    // docs/benchmarks.md); a value set by the user wins.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: no other thread exists yet; the runtime starts below.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
+
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -48,6 +62,8 @@ fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args),
         Command::Build(args) => build::run(args),
+        Command::Train(args) => train::run_train(args),
+        Command::Models(args) => train::run_models(args),
     }
 }
 

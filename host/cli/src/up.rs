@@ -36,6 +36,10 @@ pub(crate) struct UpArgs {
     /// Run the components' build commands before starting.
     #[arg(long)]
     build: bool,
+    /// Model registry served at models.copycar.internal
+    /// [default: models/registry beside the manifest].
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -68,6 +72,15 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         app.manifest_path().parent().unwrap_or(std::path::Path::new(".")).join(".copycar")
     });
 
+    let models_dir = args.models_dir.clone().unwrap_or_else(|| {
+        app.manifest_path().parent().unwrap_or(std::path::Path::new(".")).join("models/registry")
+    });
+    let mut services = ServiceRegistry::default();
+    let models = crate::models_service::ModelsService::start(copycar_models::Registry::open(
+        models_dir.join("response-rate"),
+    ));
+    services.register("models", models);
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("failed to listen on {}: {e}", args.listen))?;
@@ -78,7 +91,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             variables: args.variables,
             runtime_config,
             limits,
-            services: ServiceRegistry::default(),
+            services,
         },
     )
     .await?;

@@ -2,7 +2,7 @@
 
 use crate::http::{ApiError, header};
 use crate::store::Kv;
-use copycar_identity::records::{ApiKeyRecord, keys};
+use copycar_identity::records::{ApiKeyRecord, FamilyRecord, keys};
 use copycar_identity::{AccessToken, ApiKey, IdentityError, Role, SigningKey, now_unix};
 use spin_sdk::http::Request;
 
@@ -35,11 +35,11 @@ impl Caller {
 
 pub fn signing_key() -> Result<SigningKey, ApiError> {
     let secret = spin_sdk::variables::get("token_signing_key").map_err(|e| {
-        eprintln!("auth: variable token_signing_key is unavailable: {e}");
+        eprintln!("variable token_signing_key is unavailable: {e}");
         ApiError::new(500, "the service is misconfigured")
     })?;
     SigningKey::new(&secret).map_err(|e| {
-        eprintln!("auth: {e}");
+        eprintln!("{e}");
         ApiError::new(500, "the service is misconfigured")
     })
 }
@@ -71,7 +71,7 @@ pub fn authenticate(request: &Request, kv: &Kv) -> Result<Caller, ApiError> {
         return Err(ApiError::unauthorized("the token's user no longer exists"));
     }
     if let Some(session) = &claims.sid
-        && !crate::sessions::session_is_live(kv, session)?
+        && !session_is_live(kv, session)?
     {
         return Err(ApiError::unauthorized("the session was revoked; log in again"));
     }
@@ -99,4 +99,12 @@ fn authenticate_api_key(text: &str, kv: &Kv) -> Result<Caller, ApiError> {
 
 fn token_error(error: IdentityError) -> ApiError {
     ApiError::unauthorized(error.to_string())
+}
+
+/// Reports whether the session (refresh-token family) an access token
+/// belongs to is still live.
+pub fn session_is_live(kv: &Kv, session: &str) -> Result<bool, ApiError> {
+    Ok(kv
+        .get::<FamilyRecord>(&keys::family(session))?
+        .is_some_and(|family| !family.revoked))
 }

@@ -35,7 +35,7 @@ impl ApiError {
     }
     /// Creates a storage failure; the details go to the log, not the client.
     pub fn storage(error: impl std::fmt::Display) -> Self {
-        eprintln!("auth: key-value error: {error}");
+        eprintln!("key-value error: {error}");
         ApiError::new(503, "storage is unavailable; try again")
     }
 

@@ -1,0 +1,12 @@
+//! Shared code for CopyCar's components (built for `wasm32-wasip2` with
+//! spin-sdk):
+//!
+//! - [`http`]: [`ApiError`](http::ApiError), the JSON error every endpoint
+//!   returns, and helpers for JSON requests and responses;
+//! - [`store`]: typed JSON records in the `default` key-value store;
+//! - [`caller`]: authenticating a request's access token or API key into a
+//!   [`Caller`](caller::Caller) that carries the tenant.
+
+pub mod caller;
+pub mod http;
+pub mod store;
