@@ -49,6 +49,7 @@ component = "hello"
 [component.auth]
 source = "$PWD/components/wasm/auth.wasm"
 key_value_stores = ["default"]
+allowed_outbound_hosts = ["http://locks.copycar.internal"]
 [component.auth.variables]
 token_signing_key = "{{ token_signing_key }}"
 [component.hello]

@@ -306,3 +306,125 @@ async fn audit_records_security_events() {
     assert_eq!(record["tenant_id"], admin.tenant_id);
     assert!(record["request_id"].is_string());
 }
+
+#[tokio::test]
+async fn concurrent_wrong_passwords_are_capped() {
+    let host = start();
+    register(&host, "target@example.com", "T").await;
+    let attempts = (0..20).map(|_| {
+        call(&host, "POST", "/login", None, Some(json!({"email": "target@example.com", "password": "wrong password!"})))
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let checked = replies.iter().filter(|r| r.status == 401).count();
+    assert!(checked <= 5, "{checked} passwords were checked, the limit is 5");
+    let correct = call(&host, "POST", "/login", None, Some(json!({"email": "target@example.com", "password": PASSWORD}))).await;
+    assert_eq!(correct.status, 429, "{}", correct.body);
+}
+
+#[tokio::test]
+async fn lockout_is_per_client_address() {
+    let host = start();
+    register(&host, "shared@example.com", "S").await;
+    for _ in 0..5 {
+        call(&host, "POST", "/login", None, Some(json!({"email": "shared@example.com", "password": "wrong password!"}))).await;
+    }
+    let locked = call(&host, "POST", "/login", None, Some(json!({"email": "shared@example.com", "password": PASSWORD}))).await;
+    assert_eq!(locked.status, 429);
+    // The owner, logging in from another address, is not locked out.
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let reply = other
+        .post(host.url("/api/v1/auth/login"))
+        .json(&json!({"email": "shared@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+}
+
+#[tokio::test]
+async fn concurrent_refresh_with_one_token_succeeds_once() {
+    let host = start();
+    let mut refresh = register(&host, "racer@example.com", "R").await.refresh;
+    for round in 0..8 {
+        let body = json!({"refresh_token": refresh});
+        let (a, b) = tokio::join!(
+            call(&host, "POST", "/refresh", None, Some(body.clone())),
+            call(&host, "POST", "/refresh", None, Some(body))
+        );
+        let wins = [a.status, b.status].iter().filter(|s| **s == 200).count();
+        assert!(wins <= 1, "round {round}: both exchanges of one token succeeded");
+        if wins == 0 {
+            break;
+        }
+        // Reuse was detected, so the session is gone: log in again.
+        let login = call(&host, "POST", "/login", None, Some(json!({"email": "racer@example.com", "password": PASSWORD}))).await;
+        refresh = login.body["refresh_token"].as_str().unwrap().to_string();
+    }
+}
+
+#[tokio::test]
+async fn concurrent_signups_of_one_address_create_one_account() {
+    let host = start();
+    let attempts = (0..5).map(|i| {
+        call(&host, "POST", "/register", None, Some(json!({"email": "dup@example.com", "password": PASSWORD, "organisation": format!("Org {i}")})))
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    let created = replies.iter().filter(|r| r.status == 201).count();
+    assert_eq!(created, 1, "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(replies.iter().all(|r| r.status == 201 || r.status == 409));
+}
+
+#[tokio::test]
+async fn concurrent_accepts_of_one_invitation_create_one_member() {
+    let host = start();
+    let admin = register(&host, "boss@inv.example", "Inv").await;
+    let invite = call(&host, "POST", "/invites", Some(&admin.access), Some(json!({"email": "new@inv.example"}))).await;
+    let token = invite.body["invite_token"].as_str().unwrap().to_string();
+    let attempts = (0..4).map(|_| {
+        call(&host, "POST", "/accept-invite", None, Some(json!({"invite_token": token, "password": PASSWORD})))
+    });
+    let replies = futures_util::future::join_all(attempts).await;
+    assert_eq!(replies.iter().filter(|r| r.status == 201).count(), 1);
+    let members = call(&host, "GET", "/members", Some(&admin.access), None).await;
+    let count = members.body["members"].as_array().unwrap().iter().filter(|m| m["email"] == "new@inv.example").count();
+    assert_eq!(count, 1);
+}
+
+#[tokio::test]
+async fn invites_do_not_reveal_existing_accounts() {
+    let host = start();
+    let a = register(&host, "a@probe.example", "A").await;
+    register(&host, "victim@other.example", "Other").await;
+    let existing = call(&host, "POST", "/invites", Some(&a.access), Some(json!({"email": "victim@other.example"}))).await;
+    let fresh = call(&host, "POST", "/invites", Some(&a.access), Some(json!({"email": "nobody@other.example"}))).await;
+    assert_eq!(existing.status, fresh.status);
+    assert_eq!(existing.status, 201);
+    // Accepting the first reports the conflict to the invitee.
+    let token = existing.body["invite_token"].as_str().unwrap();
+    let accept = call(&host, "POST", "/accept-invite", None, Some(json!({"invite_token": token, "password": PASSWORD}))).await;
+    assert_eq!(accept.status, 409, "{}", accept.body);
+}
+
+#[tokio::test]
+async fn credential_headers_are_read_strictly() {
+    let host = start();
+    let account = register(&host, "strict@example.com", "S").await;
+    // A JWT is not an API key.
+    let jwt_as_key = client().get(host.url("/api/v1/auth/me")).header("x-api-key", &account.access).send().await.unwrap();
+    assert_eq!(jwt_as_key.status(), 401);
+    let lookalike = client()
+        .post(host.url("/api/v1/auth/login"))
+        .header("content-type", "application/jsonx")
+        .body(json!({"email": "strict@example.com", "password": PASSWORD}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lookalike.status(), 415);
+    // Unicode case is folded, so these are one address.
+    register(&host, "ÄDA@umlaut.example", "U").await;
+    let again = call(&host, "POST", "/register", None, Some(json!({"email": "äda@umlaut.example", "password": PASSWORD, "organisation": "U2"}))).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+}

@@ -28,6 +28,7 @@ component = "hello"
 [component.auth]
 source = "{auth}"
 key_value_stores = ["default"]
+allowed_outbound_hosts = ["http://locks.copycar.internal"]
 [component.auth.variables]
 token_signing_key = "{{{{ token_signing_key }}}}"
 [component.hello]
@@ -155,4 +156,34 @@ fn short_signing_key_fails_at_start() {
     options.env = vec![("SPIN_VARIABLE_TOKEN_SIGNING_KEY".into(), "too-short".into())];
     let logs = crate::support::start_failure(&manifest(""), options);
     assert!(logs.contains("at least 32"), "{logs}");
+}
+
+#[tokio::test]
+async fn odd_paths_and_repeated_credentials_are_rejected() {
+    let host = start(
+        "[[application.tool.copycar.gateway.routes]]\nroute = \"/api/v1/auth/login\"\nfailed_logins_per_client = \"2/hour\"\n",
+    );
+    // An empty segment would select another policy than the component runs.
+    // (reqwest normalises `.` and `..` before sending, so the unit tests of
+    // the path check cover those.)
+    for path in ["/api/v1/auth//login", "/api/v1/auth///login", "//api/v1/auth/login"] {
+        let response = client()
+            .post(format!("http://{}{path}", host.addr))
+            .json(&json!({"email": "a@b.example", "password": "wrong password!"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{path}");
+    }
+    let a = register(&host, "dup@headers.example", "D").await;
+    for (first, second) in [("authorization", "authorization"), ("x-api-key", "x-api-key")] {
+        let response = client()
+            .get(host.url("/api/v1/auth/me"))
+            .header(first, "Bearer junk")
+            .header(second, format!("Bearer {}", a.access))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{first} twice");
+    }
 }

@@ -3,16 +3,21 @@
 use copycar_guest::http::{ApiError, ApiResult, json_body, json_response};
 use copycar_guest::store::Kv;
 use crate::{audit, password, sessions, validate};
+use copycar_guest::http::header;
+use copycar_guest::locks;
 use copycar_identity::records::{EmailIndex, InviteRecord, TenantRecord, UserRecord, keys};
 use copycar_identity::{Role, now_unix, random_id};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 use spin_sdk::http::Request;
 
-/// Failed logins allowed per e-mail address within the window before
-/// further attempts get 429.
-const MAX_FAILED_LOGINS: u32 = 5;
+/// Failed logins allowed per e-mail address and client address within the
+/// window before further attempts from that client get 429. Counting per
+/// client keeps one attacker from locking everyone else out of an account.
+const MAX_FAILED_LOGINS: u64 = 5;
 const FAILED_LOGIN_WINDOW_SECS: u64 = 15 * 60;
+/// How long a sign-up claim on an address lasts; longer than a sign-up takes.
+const SIGNUP_CLAIM_SECS: u64 = 60;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,14 +28,16 @@ struct RegisterBody {
 }
 
 /// `POST /register`: creates a tenant whose first user is its admin.
-// NOTE: without compare-and-swap in the key-value interface, two
-// registrations of the same address racing each other can both pass the
-// uniqueness check.
-pub fn register(request: &Request, kv: &Kv) -> ApiResult {
+pub async fn register(request: &Request, kv: &Kv) -> ApiResult {
     let body: RegisterBody = json_body(request)?;
     let email = validate::email(&body.email)?;
     validate::password(&body.password)?;
     let organisation = validate::name("organisation", &body.organisation)?;
+    // The claim makes concurrent sign-ups of one address take turns; after
+    // it expires the stored address index answers.
+    if !locks::claim(&format!("signup:{email}"), SIGNUP_CLAIM_SECS).await? {
+        return Err(ApiError::new(409, "an account with this e-mail address already exists"));
+    }
     if kv.exists(&keys::email(&email))? {
         return Err(ApiError::new(409, "an account with this e-mail address already exists"));
     }
@@ -72,31 +79,25 @@ struct LoginBody {
     password: String,
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct FailedLogins {
-    count: u32,
-    window_start: u64,
-}
-
 /// `POST /login`: checks the password and starts a session. Unknown
 /// addresses and wrong passwords get the same response, in the same time.
-pub fn login(request: &Request, kv: &Kv) -> ApiResult {
+pub async fn login(request: &Request, kv: &Kv) -> ApiResult {
     let body: LoginBody = json_body(request)?;
     let email = validate::email(&body.email)?;
     if body.password.is_empty() || body.password.chars().count() > 128 {
         return Err(ApiError::bad_field("password", "password must be 1 to 128 characters"));
     }
 
-    let now = now_unix();
-    let failures_key = keys::failed_logins(&email);
-    let mut failures: FailedLogins = kv.get(&failures_key)?.unwrap_or_default();
-    if now >= failures.window_start + FAILED_LOGIN_WINDOW_SECS {
-        failures = FailedLogins { count: 0, window_start: now };
-    }
-    if failures.count >= MAX_FAILED_LOGINS {
-        let retry_after = failures.window_start + FAILED_LOGIN_WINDOW_SECS - now;
+    // Take the attempt from the budget before checking the password, so
+    // concurrent guesses cannot all run before any of them is counted.
+    let client = header(request, "spin-client-addr")
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    let failures_key = format!("failed-login:{email}:{client}");
+    let attempt = locks::count(&failures_key, FAILED_LOGIN_WINDOW_SECS, MAX_FAILED_LOGINS, true).await?;
+    if attempt.limited {
         let mut error = ApiError::new(429, "too many failed logins for this account; try again later");
-        error.retry_after = Some(retry_after.max(1));
+        error.retry_after = Some(attempt.retry_after_secs);
         return Err(error);
     }
 
@@ -112,8 +113,6 @@ pub fn login(request: &Request, kv: &Kv) -> ApiResult {
         }
     };
     let Some(user) = user.filter(|_| verified) else {
-        failures.count += 1;
-        kv.put(&failures_key, &failures)?;
         match kv.get::<EmailIndex>(&keys::email(&email))? {
             Some(index) => audit::record(kv, request, &index.tenant_id, "login_failed", Some(&index.user_id), None),
             None => eprintln!("auth: failed login for unknown address"),
@@ -121,9 +120,7 @@ pub fn login(request: &Request, kv: &Kv) -> ApiResult {
         return Err(ApiError::unauthorized("invalid e-mail address or password"));
     };
 
-    if failures.count > 0 {
-        kv.delete(&failures_key)?;
-    }
+    locks::reset(&failures_key).await?;
     audit::record(kv, request, &user.tenant_id, "login", Some(&user.id), None);
     let mut response = sessions::start_session(kv, &user.tenant_id, &user.id, user.role)?;
     response["user"] = user_view(&user);
@@ -138,7 +135,7 @@ struct AcceptBody {
 }
 
 /// `POST /accept-invite`: creates the invited member and starts a session.
-pub fn accept_invite(request: &Request, kv: &Kv) -> ApiResult {
+pub async fn accept_invite(request: &Request, kv: &Kv) -> ApiResult {
     let body: AcceptBody = json_body(request)?;
     validate::password(&body.password)?;
     if body.invite_token.is_empty() || body.invite_token.len() > 128 {
@@ -152,7 +149,13 @@ pub fn accept_invite(request: &Request, kv: &Kv) -> ApiResult {
         kv.delete(&invite_key)?;
         return Err(ApiError::new(410, "invitation expired; ask for a new one"));
     }
-    if kv.exists(&keys::email(&invite.email))? {
+    // One invitation creates one member, however many accept at once.
+    if !locks::claim(&format!("invite:{invite_key}"), invite.expires_at.saturating_sub(now_unix()).max(1)).await? {
+        return Err(ApiError::new(404, "invitation not found or already used"));
+    }
+    if !locks::claim(&format!("signup:{}", invite.email), SIGNUP_CLAIM_SECS).await?
+        || kv.exists(&keys::email(&invite.email))?
+    {
         return Err(ApiError::new(409, "an account with this e-mail address already exists"));
     }
     if !kv.exists(&keys::tenant(&invite.tenant_id))? {

@@ -16,7 +16,9 @@
 //! | `GET /audit` | admin | the tenant's audit records, newest first |
 //!
 //! Records live in the `default` key-value store under the tenant of the
-//! authenticated caller; no tenant id is ever read from the request.
+//! authenticated caller; no tenant id is ever read from the request. Checks
+//! that must not race (single-use refresh tokens and invitations, unique
+//! sign-ups, failed-login counts) go through the host's `locks` service.
 
 mod accounts;
 mod api_keys;
@@ -32,9 +34,9 @@ use spin_sdk::http_component;
 use copycar_guest::store::Kv;
 
 #[http_component]
-fn handle(request: Request) -> Response {
+async fn handle(request: Request) -> Response {
     let request_id = header(&request, "x-request-id").unwrap_or("").to_string();
-    match route(&request) {
+    match route(&request).await {
         Ok(response) => response,
         Err(error) => {
             if error.status >= 500 {
@@ -45,18 +47,18 @@ fn handle(request: Request) -> Response {
     }
 }
 
-fn route(request: &Request) -> ApiResult {
+async fn route(request: &Request) -> ApiResult {
     let path = header(request, "spin-path-info").unwrap_or("").trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = request.method().clone();
     let kv = Kv::open()?;
 
     match (segments.as_slice(), &method) {
-        (["register"], Method::Post) => accounts::register(request, &kv),
-        (["login"], Method::Post) => accounts::login(request, &kv),
-        (["refresh"], Method::Post) => sessions::refresh(request, &kv),
+        (["register"], Method::Post) => accounts::register(request, &kv).await,
+        (["login"], Method::Post) => accounts::login(request, &kv).await,
+        (["refresh"], Method::Post) => sessions::refresh(request, &kv).await,
         (["logout"], Method::Post) => sessions::logout(request, &kv),
-        (["accept-invite"], Method::Post) => accounts::accept_invite(request, &kv),
+        (["accept-invite"], Method::Post) => accounts::accept_invite(request, &kv).await,
         (["me"], Method::Get) => members::me(&copycar_guest::caller::authenticate(request, &kv)?, &kv),
         (["members"], Method::Get) => members::list(&copycar_guest::caller::authenticate(request, &kv)?, &kv),
         (["invites"], Method::Post) => members::invite(request, &copycar_guest::caller::authenticate(request, &kv)?, &kv),

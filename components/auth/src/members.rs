@@ -70,9 +70,8 @@ pub fn invite(request: &Request, caller: &Caller, kv: &Kv) -> ApiResult {
         None => Role::Member,
         Some(text) => Role::parse(text).ok_or_else(|| ApiError::bad_field("role", "role must be `admin` or `member`"))?,
     };
-    if kv.exists(&keys::email(&email))? {
-        return Err(ApiError::new(409, "an account with this e-mail address already exists"));
-    }
+    // Whether the address already has an account is not revealed here, so
+    // inviting cannot probe other tenants; accepting reports the conflict.
     let token = copycar_identity::RefreshToken::generate()
         .map_err(ApiError::storage)?
         .to_token_string();

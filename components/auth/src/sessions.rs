@@ -85,15 +85,16 @@ fn revoke(kv: &Kv, mut family: FamilyRecord, reason: &str) -> Result<(), ApiErro
 /// `POST /refresh`: exchanges a refresh token for a new pair. Each refresh
 /// token works once; presenting a used one revokes its whole family,
 /// because either the client or a thief has a copy.
-// NOTE: the key-value interface has no compare-and-swap, so two requests
-// racing with the same unused token can both succeed.
-pub fn refresh(request: &Request, kv: &Kv) -> ApiResult {
+pub async fn refresh(request: &Request, kv: &Kv) -> ApiResult {
     let body: RefreshBody = json_body(request)?;
     let (mut record, family) = find(kv, &body.refresh_token)?;
     if family.revoked {
         return Err(ApiError::unauthorized("the session was revoked; log in again"));
     }
-    if record.used {
+    // The claim settles concurrent exchanges of one token: only the first
+    // wins; any other is reuse. The stored `used` flag covers host restarts.
+    let first_use = copycar_guest::locks::claim(&format!("refresh:{}", record.id), REFRESH_TTL_SECS).await?;
+    if record.used || !first_use {
         let (tenant, user, family_id) = (family.tenant_id.clone(), family.user_id.clone(), family.id.clone());
         revoke(kv, family, "reuse")?;
         audit::record(kv, request, &tenant, "refresh_token_reused", Some(&user), Some(&family_id));

@@ -2,9 +2,9 @@
 
 use copycar_guest::http::ApiError;
 
-/// Trims and lowercases an e-mail address and checks its shape.
+/// Trims and lowercases (Unicode) an e-mail address and checks its shape.
 pub fn email(raw: &str) -> Result<String, ApiError> {
-    let email = raw.trim().to_ascii_lowercase();
+    let email = raw.trim().to_lowercase();
     let invalid = || ApiError::bad_field("email", "invalid e-mail address");
     if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid());

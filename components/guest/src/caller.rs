@@ -44,16 +44,23 @@ pub fn signing_key() -> Result<SigningKey, ApiError> {
     })
 }
 
-/// Reads the credential from `Authorization: Bearer …` or `x-api-key`.
-pub fn credential(request: &Request) -> Option<String> {
-    if let Some(value) = header(request, "authorization") {
-        let (scheme, token) = value.trim().split_once(' ')?;
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return Some(token.trim().to_string());
-        }
-        return None;
+/// A credential and the header it came in.
+pub enum Credential {
+    /// `Authorization: Bearer …`: an access token or an API key.
+    Bearer(String),
+    /// `x-api-key: …`: an API key only.
+    ApiKeyHeader(String),
+}
+
+/// Reads the credential from `Authorization: Bearer …`, else `x-api-key`.
+pub fn credential(request: &Request) -> Option<Credential> {
+    if let Some(value) = header(request, "authorization")
+        && let Some((scheme, token)) = value.trim().split_once(' ')
+        && scheme.eq_ignore_ascii_case("bearer")
+    {
+        return Some(Credential::Bearer(token.trim().to_string()));
     }
-    header(request, "x-api-key").map(|v| v.trim().to_string())
+    header(request, "x-api-key").map(|v| Credential::ApiKeyHeader(v.trim().to_string()))
 }
 
 /// Authenticates the request or returns 401 with the reason.
@@ -61,18 +68,21 @@ pub fn authenticate(request: &Request, kv: &Kv) -> Result<Caller, ApiError> {
     let credential = credential(request).ok_or_else(|| {
         ApiError::unauthorized("missing credentials: send `Authorization: Bearer <token>` or `x-api-key`")
     })?;
-    if ApiKey::looks_like(&credential) {
-        return authenticate_api_key(&credential, kv);
-    }
-    let claims = AccessToken::verify(&signing_key()?, &credential, now_unix()).map_err(token_error)?;
+    let token = match credential {
+        Credential::ApiKeyHeader(key) => return authenticate_api_key(&key, kv),
+        Credential::Bearer(token) if ApiKey::looks_like(&token) => return authenticate_api_key(&token, kv),
+        Credential::Bearer(token) => token,
+    };
+    let claims = AccessToken::verify(&signing_key()?, &token, now_unix()).map_err(token_error)?;
     // A token for a deleted user, or one whose tenant changed, is refused.
     let user_exists = kv.exists(&keys::user(&claims.tid, &claims.sub))?;
     if !user_exists {
         return Err(ApiError::unauthorized("the token's user no longer exists"));
     }
-    if let Some(session) = &claims.sid
-        && !session_is_live(kv, session)?
-    {
+    // Every token the auth service issues names its session, so logout
+    // and reuse detection can revoke it; a token without one is refused.
+    let session = claims.sid.as_deref().ok_or_else(|| ApiError::unauthorized("the token names no session"))?;
+    if !session_is_live(kv, session)? {
         return Err(ApiError::unauthorized("the session was revoked; log in again"));
     }
     Ok(Caller {

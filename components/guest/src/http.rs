@@ -79,7 +79,8 @@ pub fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 /// bodies and unknown fields with a 4xx naming the problem.
 pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
     let content_type = header(request, "content-type").unwrap_or("");
-    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+    let media_type = content_type.split(';').next().unwrap_or("").trim();
+    if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::new(415, "send the body as application/json"));
     }
     let body = request.body();

@@ -5,8 +5,10 @@
 //!   returns, and helpers for JSON requests and responses;
 //! - [`store`]: typed JSON records in the `default` key-value store;
 //! - [`caller`]: authenticating a request's access token or API key into a
-//!   [`Caller`](caller::Caller) that carries the tenant.
+//!   [`Caller`](caller::Caller) that carries the tenant;
+//! - [`locks`]: atomic claims and counters from the host.
 
 pub mod caller;
 pub mod http;
+pub mod locks;
 pub mod store;

@@ -135,7 +135,4 @@ pub mod keys {
     pub fn audit_prefix(tenant: &str) -> String {
         format!("auth:t:{tenant}:audit:")
     }
-    pub fn failed_logins(email: &str) -> String {
-        format!("auth:failed:{email}")
-    }
 }

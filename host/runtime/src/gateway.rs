@@ -102,7 +102,7 @@ impl GatewayConfig {
                 let origin = origin.as_str().ok_or_else(|| field("cors_origins", "must be a list of strings".into()))?;
                 let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
                 let is_origin = host.is_some_and(|h| !h.is_empty() && !h.contains(['/', ' ', '?', '#']));
-                if !is_origin {
+                if !is_origin && origin != "*" {
                     return Err(field("cors_origins", format!("`{origin}` is not an origin such as https://app.example.com")));
                 }
                 config.cors_origins.push(origin.to_string());
@@ -273,14 +273,11 @@ impl Gateway {
         let (index, policy) = policy;
         let mut wanted: Vec<(Dimension, Rate, &'static str)> = Vec::new();
         if let Some(rate) = policy.failed_logins_per_client {
-            // Checked, not consumed: failures are counted after the response.
-            let mut buckets = self.buckets.lock().unwrap();
-            if let Some(bucket) = buckets.get_mut(&(index, Dimension::FailedLogin(client.to_string()))) {
-                bucket.refill(rate, Instant::now());
-                if bucket.tokens < 1.0 {
-                    return Err(Limited { reason: "too many failed logins from this address", retry_after_secs: bucket.wait(rate) });
-                }
-            }
+            wanted.push((
+                Dimension::FailedLogin(client.to_string()),
+                rate,
+                "too many failed logins from this address",
+            ));
         }
         if let Some(rate) = policy.per_client {
             wanted.push((Dimension::Client(client.to_string()), rate, "rate limit for this client address exceeded"));
@@ -324,21 +321,20 @@ impl Gateway {
         Ok(())
     }
 
-    /// Counts a failed login (a 401) from `client` on a route with a
-    /// failed-login limit.
+    /// Settles the failed-login budget after a response. Admission took one
+    /// token from the client's failed-login bucket, so that concurrent
+    /// attempts cannot all pass before any fails; a response other than 401
+    /// gives it back.
     pub fn record_response(&self, policy: (usize, &RoutePolicy), client: &str, status: u16) {
         let (index, policy) = policy;
         let Some(rate) = policy.failed_logins_per_client else { return };
-        if status != 401 {
+        if status == 401 {
             return;
         }
-        let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap();
-        let bucket = buckets
-            .entry((index, Dimension::FailedLogin(client.to_string())))
-            .or_insert(Bucket { tokens: rate.capacity, updated: now });
-        bucket.refill(rate, now);
-        bucket.tokens = (bucket.tokens - 1.0).max(0.0);
+        if let Some(bucket) = buckets.get_mut(&(index, Dimension::FailedLogin(client.to_string()))) {
+            bucket.tokens = (bucket.tokens + 1.0).min(rate.capacity);
+        }
     }
 }
 
@@ -389,12 +385,19 @@ mod tests {
         };
         let gateway = Gateway::new(GatewayConfig { routes: vec![route], ..Default::default() }, None);
         let p = gateway.policy("/login").unwrap();
-        gateway.record_response(p, "c", 200);
+        // A failure keeps the token admission took; a success returns it.
+        assert!(gateway.admit(p, "c", &Principal::Anonymous).is_ok());
         gateway.record_response(p, "c", 401);
+        assert!(gateway.admit(p, "c", &Principal::Anonymous).is_ok());
+        gateway.record_response(p, "c", 200);
         assert!(gateway.admit(p, "c", &Principal::Anonymous).is_ok());
         gateway.record_response(p, "c", 401);
         let limited = gateway.admit(p, "c", &Principal::Anonymous).unwrap_err();
         assert_eq!(limited.reason, "too many failed logins from this address");
+        // Concurrent attempts cannot all pass before any of them fails.
+        assert!(gateway.admit(p, "d", &Principal::Anonymous).is_ok());
+        assert!(gateway.admit(p, "d", &Principal::Anonymous).is_ok());
+        assert!(gateway.admit(p, "d", &Principal::Anonymous).is_err());
     }
 
     #[test]

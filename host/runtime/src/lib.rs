@@ -27,6 +27,7 @@ mod gateway;
 mod host_kv;
 mod host_variables;
 mod kv;
+mod locks;
 mod metrics;
 mod outbound;
 mod runtime;

@@ -217,6 +217,7 @@ impl Runtime {
             components.insert(id.to_string(), LoadedComponent { settings: Arc::new(settings), pre });
         }
 
+        services.register("locks", crate::locks::LocksService::default());
         services.register(
             "host",
             HostInfoService {
@@ -360,7 +361,10 @@ impl Runtime {
                         } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
                             InstanceEnd::Timeout
                         } else {
-                            InstanceEnd::Trap(format!("{e:?}"))
+                            // The wasm backtrace is long; it goes to the
+                            // debug log, the error log gets the message.
+                            tracing::debug!(component = %task_id, error = ?e, "trap details");
+                            InstanceEnd::Trap(format!("{e:#}"))
                         }
                     })
             };

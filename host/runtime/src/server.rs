@@ -151,8 +151,8 @@ impl Server {
         guard: &mut InFlight<'_>,
     ) -> (String, Response<WasiBody>) {
         let path = req.uri().path().to_string();
-        if !path.starts_with('/') {
-            let message = "invalid request target: expected a path starting with /";
+        if let Err(message) = check_request(&req) {
+            tracing::warn!(url.path = %path, reason = message, "rejected malformed request");
             return ("host".into(), error_response(StatusCode::BAD_REQUEST, message, request_id));
         }
         if path == "/metrics" || path == "/ready" {
@@ -170,7 +170,8 @@ impl Server {
         };
         let gateway = self.runtime.gateway();
         let origin = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let allowed_origin = origin.as_deref().filter(|o| cors_allows(gateway.cors_origins(), o)).map(str::to_string);
+        let allowed_origin = origin.as_deref().and_then(|o| cors_allowed_origin(gateway.cors_origins(), o));
+        let cors_configured = !gateway.cors_origins().is_empty();
         if req.method() == http::Method::OPTIONS
             && origin.is_some()
             && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
@@ -182,6 +183,9 @@ impl Server {
         let (component, mut response) = self.admit_and_invoke(req, client, request_id, route).await;
         if let Some(origin) = allowed_origin {
             add_cors_headers(response.headers_mut(), &origin);
+        } else if cors_configured {
+            // Caches must not reuse a response across origins either way.
+            response.headers_mut().insert(http::header::VARY, HeaderValue::from_static("origin"));
         }
         (component, response)
     }
@@ -332,6 +336,26 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Rejects requests that routing or the gateway could read differently
+/// from the component: paths with empty or dot segments (`//login`,
+/// `/a/../b`), and repeated credential headers.
+fn check_request<B>(req: &Request<B>) -> Result<(), &'static str> {
+    let path = req.uri().path();
+    if !path.starts_with('/') {
+        return Err("invalid request target: expected a path starting with /");
+    }
+    let inner = path[1..].strip_suffix('/').unwrap_or(&path[1..]);
+    if !inner.is_empty() && inner.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        return Err("invalid path: empty, `.` or `..` segments are not allowed");
+    }
+    for name in [http::header::AUTHORIZATION.as_str(), "x-api-key"] {
+        if req.headers().get_all(name).iter().count() > 1 {
+            return Err("send at most one authorization header and one x-api-key header");
+        }
+    }
+    Ok(())
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -339,8 +363,10 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-fn cors_allows(origins: &[String], origin: &str) -> bool {
-    origins.iter().any(|o| o == "*" || o.eq_ignore_ascii_case(origin))
+/// Returns the value for `Access-Control-Allow-Origin`: the configured
+/// spelling of a matching origin, or `*` when every origin is allowed.
+fn cors_allowed_origin(origins: &[String], origin: &str) -> Option<String> {
+    origins.iter().find(|o| *o == "*" || o.eq_ignore_ascii_case(origin)).cloned()
 }
 
 fn add_cors_headers(headers: &mut http::HeaderMap, origin: &str) {
@@ -492,5 +518,36 @@ impl http_body::Body for LimitedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(path: &str) -> Request<()> {
+        Request::builder().uri(path).body(()).unwrap()
+    }
+
+    #[test]
+    fn paths_with_odd_segments_are_rejected() {
+        for path in ["/a//b", "//a", "/a/./b", "/a/../b", "/..", "/a/."] {
+            assert!(check_request(&request(path)).is_err(), "{path}");
+        }
+        for path in ["/", "/a", "/a/", "/a/b/c", "/a.b/c..d"] {
+            assert!(check_request(&request(path)).is_ok(), "{path}");
+        }
+    }
+
+    #[test]
+    fn repeated_credential_headers_are_rejected() {
+        let mut twice = request("/a");
+        twice.headers_mut().append("authorization", HeaderValue::from_static("Bearer a"));
+        twice.headers_mut().append("authorization", HeaderValue::from_static("Bearer b"));
+        assert!(check_request(&twice).is_err());
+        let mut both = request("/a");
+        both.headers_mut().append("authorization", HeaderValue::from_static("Bearer a"));
+        both.headers_mut().append("x-api-key", HeaderValue::from_static("k"));
+        assert!(check_request(&both).is_ok());
     }
 }
