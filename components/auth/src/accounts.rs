@@ -33,8 +33,8 @@ pub async fn register(request: &Request, kv: &Kv) -> ApiResult {
     let email = validate::email(&body.email)?;
     validate::password(&body.password)?;
     let organisation = validate::name("organisation", &body.organisation)?;
-    // The claim makes concurrent sign-ups of one address take turns; after
-    // it expires the stored address index answers.
+    // The claim makes concurrent sign-ups of one address take turns. Once it
+    // expires, the stored address index decides.
     if !locks::claim(&format!("signup:{email}"), SIGNUP_CLAIM_SECS).await? {
         return Err(ApiError::new(409, "an account with this e-mail address already exists"));
     }

@@ -35,16 +35,8 @@ use copycar_guest::store::Kv;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    let request_id = header(&request, "x-request-id").unwrap_or("").to_string();
-    match route(&request).await {
-        Ok(response) => response,
-        Err(error) => {
-            if error.status >= 500 {
-                eprintln!("auth: request {request_id} failed: {}", error.message);
-            }
-            error.into_response(&request_id)
-        }
-    }
+    let result = route(&request).await;
+    copycar_guest::http::finish("auth", &request, result)
 }
 
 async fn route(request: &Request) -> ApiResult {

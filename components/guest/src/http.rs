@@ -89,3 +89,18 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
     }
     serde_json::from_slice(body).map_err(|e| ApiError::new(400, format!("invalid JSON body: {e}")))
 }
+
+/// Turns a handler's result into the response, logging server-side
+/// failures with the component name and request id.
+pub fn finish(component: &str, request: &Request, result: ApiResult) -> Response {
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            let request_id = header(request, "x-request-id").unwrap_or("");
+            if error.status >= 500 {
+                eprintln!("{component}: request {request_id} failed: {}", error.message);
+            }
+            error.into_response(request_id)
+        }
+    }
+}

@@ -6,9 +6,9 @@
 //! | `POST /response-rate` | `{"records": [{field: value}]}`, 1 to 1,000 records: a probability, an uncertainty and the top factors for each |
 //! | `GET /response-rate` | the model version in service and its test scores |
 //!
-//! The model runs in the host's data plane at `models.copycar.internal`
-//! (on Spin, the `models_url` variable points at it); this component checks
-//! the caller and the request shape and passes the work on.
+//! The model runs in the host's data plane at `models.copycar.internal`. On
+//! Spin, the `models_url` variable points at it. This component checks the
+//! caller and the request shape and passes the work on.
 
 use copycar_guest::caller::authenticate;
 use copycar_guest::http::{ApiError, ApiResult, header, json_response};
@@ -22,16 +22,8 @@ const MAX_BODY_BYTES: usize = 1 << 20;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    let request_id = header(&request, "x-request-id").unwrap_or("").to_string();
-    match route(&request).await {
-        Ok(response) => response,
-        Err(error) => {
-            if error.status >= 500 {
-                eprintln!("predict: request {request_id} failed: {}", error.message);
-            }
-            error.into_response(&request_id)
-        }
-    }
+    let result = route(&request).await;
+    copycar_guest::http::finish("predict", &request, result)
 }
 
 async fn route(request: &Request) -> ApiResult {

@@ -42,8 +42,8 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> anyhow::Result<()> {
     // candle spreads small matrix products over every core, which is
-    // several times slower for these models than one thread (see
-    // docs/benchmarks.md); a value set by the user wins.
+    // several times slower for these models than one thread (measured in
+    // docs/benchmarks.md). A value the user set wins.
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
         // SAFETY: no other thread exists yet; the runtime starts below.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };

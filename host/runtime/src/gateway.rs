@@ -322,9 +322,9 @@ impl Gateway {
     }
 
     /// Settles the failed-login budget after a response. Admission took one
-    /// token from the client's failed-login bucket, so that concurrent
-    /// attempts cannot all pass before any fails; a response other than 401
-    /// gives it back.
+    /// token from the client's failed-login bucket, so concurrent attempts
+    /// cannot all pass before any of them fails. A response other than 401
+    /// gives the token back.
     pub fn record_response(&self, policy: (usize, &RoutePolicy), client: &str, status: u16) {
         let (index, policy) = policy;
         let Some(rate) = policy.failed_logins_per_client else { return };

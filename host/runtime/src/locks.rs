@@ -1,7 +1,7 @@
 //! `locks.copycar.internal`: atomic claims and windowed counters for
 //! components. The Spin key-value interface has no compare-and-swap, so
 //! "use this refresh token once" or "count failed logins" would race across
-//! concurrent instances; this service does both under one lock in the host.
+//! concurrent instances. This service does both under one lock in the host.
 //!
 //! - `POST /claim` `{"key", "ttl_secs"}`: 200 `{"claimed": true}` for the
 //!   first caller within the TTL, 409 `{"claimed": false}` after.
