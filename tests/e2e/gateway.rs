@@ -187,3 +187,26 @@ async fn odd_paths_and_repeated_credentials_are_rejected() {
         assert_eq!(response.status(), 400, "{first} twice");
     }
 }
+
+#[tokio::test]
+async fn max_concurrent_queues_requests_on_a_route() {
+    let policy = "[[application.tool.copycar.gateway.routes]]\nroute = \"/probe/...\"\nmax_concurrent = 1\n";
+    let host = Host::start_with(
+        &crate::support::probe_manifest("", policy),
+        crate::support::HostOptions { args: vec!["--request-timeout-ms".into(), "2000".into()], ..Default::default() },
+    );
+    // One slot: the second sleeper waits for the first (1.5 s), and its
+    // deadline runs from arrival, so its own 1.5 s cannot finish in 2 s.
+    let url = host.url("/probe/sleep?ms=1500");
+    let (a, b) = tokio::join!(client().get(&url).send(), async {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        client().get(&url).send().await
+    });
+    let first = a.unwrap().status().as_u16();
+    let second = b.unwrap().status().as_u16();
+    assert_eq!(first, 200);
+    assert!(second == 503 || second == 504, "{second}");
+    // Once the slot is free, requests run again.
+    let (status, _) = crate::support::get_json(&host.url("/probe/echo")).await;
+    assert_eq!(status, 200);
+}

@@ -17,6 +17,7 @@
 //! rate_per_key = "600/min"
 //! rate_per_subject = "300/min"
 //! failed_logins_per_client = "10/15min"   # counts 401 responses
+//! max_concurrent = 8                  # requests in the component at once
 //! ```
 //!
 //! Rate-limit state lives in this process: with several replicas each one
@@ -69,6 +70,10 @@ pub struct RoutePolicy {
     pub per_key: Option<Rate>,
     pub per_subject: Option<Rate>,
     pub failed_logins_per_client: Option<Rate>,
+    /// Requests on this route that may run at once; more wait for a slot
+    /// until their deadline. Bounds memory for costly handlers such as
+    /// password hashing.
+    pub max_concurrent: Option<u32>,
 }
 
 /// The parsed `[application.tool.copycar.gateway]` table.
@@ -151,6 +156,13 @@ fn parse_route(table: &toml::Table) -> Result<RoutePolicy, (String, String)> {
             "rate_per_key" => policy.per_key = Some(rate(value)?),
             "rate_per_subject" => policy.per_subject = Some(rate(value)?),
             "failed_logins_per_client" => policy.failed_logins_per_client = Some(rate(value)?),
+            "max_concurrent" => {
+                let n = value
+                    .as_integer()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(|| (key.clone(), "must be an integer from 1 to 10000".to_string()))?;
+                policy.max_concurrent = Some(n as u32);
+            }
             _ => return Err((key.clone(), "unknown field".into())),
         }
     }
@@ -210,6 +222,8 @@ pub struct Gateway {
     router: Router,
     signing_key: Option<SigningKey>,
     buckets: Mutex<HashMap<(usize, Dimension), Bucket>>,
+    /// One semaphore per policy with `max_concurrent`, by policy index.
+    slots: Vec<Option<std::sync::Arc<tokio::sync::Semaphore>>>,
 }
 
 /// Buckets kept before idle ones are pruned.
@@ -221,7 +235,17 @@ impl Gateway {
         let names: Vec<String> = (0..config.routes.len()).map(|i| i.to_string()).collect();
         let router = Router::build(config.routes.iter().zip(&names).map(|(r, n)| (r.route.as_str(), n.as_str())))
             .expect("routes were checked for duplicates when the config was read");
-        Gateway { config, router, signing_key, buckets: Mutex::new(HashMap::new()) }
+        let slots = config
+            .routes
+            .iter()
+            .map(|r| r.max_concurrent.map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n as usize))))
+            .collect();
+        Gateway { config, router, signing_key, buckets: Mutex::new(HashMap::new()), slots }
+    }
+
+    /// The route's concurrency limit, if it has one.
+    pub fn slots(&self, policy: (usize, &RoutePolicy)) -> Option<std::sync::Arc<tokio::sync::Semaphore>> {
+        self.slots.get(policy.0).cloned().flatten()
     }
 
     pub fn cors_origins(&self) -> &[String] {
@@ -398,6 +422,18 @@ mod tests {
         assert!(gateway.admit(p, "d", &Principal::Anonymous).is_ok());
         assert!(gateway.admit(p, "d", &Principal::Anonymous).is_ok());
         assert!(gateway.admit(p, "d", &Principal::Anonymous).is_err());
+    }
+
+    #[test]
+    fn route_tables_parse_and_reject_bad_values() {
+        let table: toml::Table = toml::from_str("route = \"/a\"\nmax_concurrent = 4\nrate_per_key = \"5/s\"").unwrap();
+        let policy = parse_route(&table).unwrap();
+        assert_eq!(policy.max_concurrent, Some(4));
+        assert_eq!(policy.per_key, Some(Rate::parse("5/s").unwrap()));
+        for bad in ["route = \"/a\"\nmax_concurrent = 0", "route = \"a\"", "max_body_bytes = 5", "route = \"/a\"\nspeed = 1"] {
+            let table: toml::Table = toml::from_str(bad).unwrap();
+            assert!(parse_route(&table).is_err(), "{bad}");
+        }
     }
 
     #[test]

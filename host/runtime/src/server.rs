@@ -201,6 +201,9 @@ impl Server {
         let gateway = self.runtime.gateway();
         let policy = gateway.policy(req.uri().path());
         let client_ip = client.ip().to_string();
+        // The deadline runs from arrival, so time spent waiting for a slot
+        // counts against it.
+        let deadline = Instant::now() + self.runtime.limits().request_timeout;
         if let Some(policy) = policy {
             let principal = gateway.principal(req.headers(), self.runtime.key_value(), unix_now()).await;
             if let Err(limited) = gateway.admit(policy, &client_ip, &principal) {
@@ -210,6 +213,24 @@ impl Server {
                 return (route.component, response);
             }
         }
+
+        // Hold a slot of the route's concurrency limit until the response
+        // head is ready; wait for one no longer than the request deadline.
+        let _slot = match policy.and_then(|p| gateway.slots(p)) {
+            Some(slots) => {
+                match tokio::time::timeout_at(deadline.into(), slots.acquire_owned()).await {
+                    Ok(permit) => Some(permit.expect("gateway semaphores are never closed")),
+                    Err(_) => {
+                        tracing::warn!(component = %route.component, "no free slot on a route with max_concurrent");
+                        let message = "the service is busy; try again shortly";
+                        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, message, request_id);
+                        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        return (route.component, response);
+                    }
+                }
+            }
+            None => None,
+        };
 
         let mut limit = self.runtime.limits().max_request_body;
         if let Some(route_limit) = policy.and_then(|(_, p)| p.max_body_bytes) {
@@ -239,7 +260,7 @@ impl Server {
             request_id: request_id.into(),
             client_addr: client,
             depth: 0,
-            deadline: Instant::now() + self.runtime.limits().request_timeout,
+            deadline,
         };
         let mut response = self.runtime.invoke_routed(req, &route, call).await;
         // A body sent without Content-Length that outgrew the limit surfaces
