@@ -200,7 +200,10 @@ impl Registry {
             Ok(text) => {
                 let version = text.trim().to_owned();
                 if !self.versions()?.contains(&version) {
-                    return Err(ModelError::VersionNotFound { version, root: self.root.clone() });
+                    return Err(ModelError::VersionNotFound {
+                        version,
+                        root: self.root.clone(),
+                    });
                 }
                 Ok(Some(version))
             }
@@ -213,11 +216,15 @@ impl Registry {
     /// (write, then rename, so readers never see a partial name).
     pub fn promote(&self, version: &str) -> Result<(), ModelError> {
         if !self.versions()?.iter().any(|v| v == version) {
-            return Err(ModelError::VersionNotFound { version: version.to_owned(), root: self.root.clone() });
+            return Err(ModelError::VersionNotFound {
+                version: version.to_owned(),
+                root: self.root.clone(),
+            });
         }
         let pointer = self.root.join(ACTIVE_FILE);
         let staging = self.root.join(format!(".{ACTIVE_FILE}.tmp"));
-        std::fs::write(&staging, format!("{version}\n")).map_err(|e| ModelError::io("write", &staging, e))?;
+        std::fs::write(&staging, format!("{version}\n"))
+            .map_err(|e| ModelError::io("write", &staging, e))?;
         std::fs::rename(&staging, &pointer).map_err(|e| ModelError::io("rename", &staging, e))
     }
 

@@ -40,9 +40,10 @@ pub fn train_from_csv(
     )?;
     let test = model.evaluate(&data.subset(&split.test))?;
 
-    let file_name = csv
-        .file_name()
-        .map_or_else(|| csv.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let file_name = csv.file_name().map_or_else(
+        || csv.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let source = DataSource {
         name: format!("bank marketing layout, {file_name}"),
         licence: "as stated by the data's owner".into(),
@@ -51,7 +52,19 @@ pub fn train_from_csv(
         dropped_columns: options.drop.clone(),
     };
     let seconds = summary.seconds;
-    let card = ModelCard::new(&model, source, SplitSummary::of(&split), config, summary, test);
+    let card = ModelCard::new(
+        &model,
+        source,
+        SplitSummary::of(&split),
+        config,
+        summary,
+        test,
+    );
     let version = registry.save(&model, card)?;
-    Ok(TrainRun { version, rows: data.len(), seconds, test })
+    Ok(TrainRun {
+        version,
+        rows: data.len(),
+        seconds,
+        test,
+    })
 }

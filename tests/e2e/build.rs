@@ -28,8 +28,17 @@ command = "exit 3"
 fn build_runs_commands_in_workdir() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("spin.toml"), MANIFEST).unwrap();
-    let output = copycar().args(["build", "--from"]).arg(dir.path()).args(["-c", "a"]).output().unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = copycar()
+        .args(["build", "--from"])
+        .arg(dir.path())
+        .args(["-c", "a"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let built = std::fs::read_to_string(dir.path().join("out/a.wasm")).unwrap();
     assert_eq!(built.trim(), "built-a");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -40,10 +49,17 @@ fn build_runs_commands_in_workdir() {
 fn failing_build_command_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("spin.toml"), MANIFEST).unwrap();
-    let output = copycar().args(["build", "--from"]).arg(dir.path()).output().unwrap();
+    let output = copycar()
+        .args(["build", "--from"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("build command for component `b` failed"), "{stderr}");
+    assert!(
+        stderr.contains("build command for component `b` failed"),
+        "{stderr}"
+    );
     assert!(stderr.contains("exit status: 3"), "{stderr}");
 }
 
@@ -51,7 +67,12 @@ fn failing_build_command_is_reported() {
 fn unknown_component_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("spin.toml"), MANIFEST).unwrap();
-    let output = copycar().args(["build", "--from"]).arg(dir.path()).args(["-c", "zzz"]).output().unwrap();
+    let output = copycar()
+        .args(["build", "--from"])
+        .arg(dir.path())
+        .args(["-c", "zzz"])
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("component `zzz` is not declared"));
 }

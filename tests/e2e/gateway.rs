@@ -45,17 +45,34 @@ fn start(policies: &str) -> Host {
 
 #[tokio::test]
 async fn per_client_limit_returns_429_with_retry_after() {
-    let host = start("[[application.tool.copycar.gateway.routes]]\nroute = \"/hello\"\nrate_per_client = \"3/min\"\n");
+    let host = start(
+        "[[application.tool.copycar.gateway.routes]]\nroute = \"/hello\"\nrate_per_client = \"3/min\"\n",
+    );
     for _ in 0..3 {
-        assert_eq!(client().get(host.url("/hello")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            client()
+                .get(host.url("/hello"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     let limited = client().get(host.url("/hello")).send().await.unwrap();
     assert_eq!(limited.status(), 429);
-    let retry_after: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     let body: serde_json::Value = limited.json().await.unwrap();
     assert_eq!(body["error"], "rate limit for this client address exceeded");
-    assert!(host.wait_for_log("request rate-limited").contains("request rate-limited"));
+    assert!(
+        host.wait_for_log("request rate-limited")
+            .contains("request rate-limited")
+    );
 }
 
 #[tokio::test]
@@ -66,23 +83,55 @@ async fn per_user_and_per_key_limits_are_separate() {
     let a = register(&host, "a@limits.example", "A").await;
     let b = register(&host, "b@limits.example", "B").await;
     for _ in 0..2 {
-        assert_eq!(call(&host, "GET", "/me", Some(&a.access), None).await.status, 200);
+        assert_eq!(
+            call(&host, "GET", "/me", Some(&a.access), None)
+                .await
+                .status,
+            200
+        );
     }
-    assert_eq!(call(&host, "GET", "/me", Some(&a.access), None).await.status, 429);
-    assert_eq!(call(&host, "GET", "/me", Some(&b.access), None).await.status, 200, "B has its own bucket");
+    assert_eq!(
+        call(&host, "GET", "/me", Some(&a.access), None)
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        call(&host, "GET", "/me", Some(&b.access), None)
+            .await
+            .status,
+        200,
+        "B has its own bucket"
+    );
 
-    let key = call(&host, "POST", "/api-keys", Some(&b.access), Some(json!({"name": "k"}))).await;
+    let key = call(
+        &host,
+        "POST",
+        "/api-keys",
+        Some(&b.access),
+        Some(json!({"name": "k"})),
+    )
+    .await;
     let key = key.body["key"].as_str().unwrap().to_string();
     for _ in 0..2 {
-        assert_eq!(call(&host, "GET", "/me", Some(&key), None).await.status, 200);
+        assert_eq!(
+            call(&host, "GET", "/me", Some(&key), None).await.status,
+            200
+        );
     }
     let limited = call(&host, "GET", "/me", Some(&key), None).await;
     assert_eq!(limited.status, 429);
-    assert_eq!(limited.body["error"], "rate limit for this API key exceeded");
+    assert_eq!(
+        limited.body["error"],
+        "rate limit for this API key exceeded"
+    );
 
     // A forged token is not a user: it cannot drain a user's bucket.
     let forged = format!("{}x", a.access);
-    assert_eq!(call(&host, "GET", "/me", Some(&forged), None).await.status, 401);
+    assert_eq!(
+        call(&host, "GET", "/me", Some(&forged), None).await.status,
+        401
+    );
 }
 
 #[tokio::test]
@@ -92,19 +141,38 @@ async fn failed_logins_per_client_are_limited() {
     );
     register(&host, "f@limits.example", "F").await;
     for other in ["x1@limits.example", "x2@limits.example"] {
-        let reply = call(&host, "POST", "/login", None, Some(json!({"email": other, "password": "wrong password!"}))).await;
+        let reply = call(
+            &host,
+            "POST",
+            "/login",
+            None,
+            Some(json!({"email": other, "password": "wrong password!"})),
+        )
+        .await;
         assert_eq!(reply.status, 401);
     }
     // Even the right password is refused from this address now.
-    let blocked = call(&host, "POST", "/login", None, Some(json!({"email": "f@limits.example", "password": PASSWORD}))).await;
+    let blocked = call(
+        &host,
+        "POST",
+        "/login",
+        None,
+        Some(json!({"email": "f@limits.example", "password": PASSWORD})),
+    )
+    .await;
     assert_eq!(blocked.status, 429, "{}", blocked.body);
-    assert_eq!(blocked.body["error"], "too many failed logins from this address");
+    assert_eq!(
+        blocked.body["error"],
+        "too many failed logins from this address"
+    );
     assert!(blocked.headers.contains_key("retry-after"));
 }
 
 #[tokio::test]
 async fn route_body_limit_applies() {
-    let host = start("[[application.tool.copycar.gateway.routes]]\nroute = \"/api/v1/auth/...\"\nmax_body_bytes = 256\n");
+    let host = start(
+        "[[application.tool.copycar.gateway.routes]]\nroute = \"/api/v1/auth/...\"\nmax_body_bytes = 256\n",
+    );
     let body = json!({"email": "a@b.example", "password": "p".repeat(300), "organisation": "x"});
     let reply = call(&host, "POST", "/register", None, Some(body)).await;
     assert_eq!(reply.status, 413, "{}", reply.body);
@@ -122,8 +190,16 @@ async fn cors_allows_only_configured_origins() {
         .await
         .unwrap();
     assert_eq!(preflight.status(), 204);
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "http://app.localhost:5173");
-    assert!(preflight.headers()["access-control-allow-headers"].to_str().unwrap().contains("authorization"));
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://app.localhost:5173"
+    );
+    assert!(
+        preflight.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
 
     let denied = client()
         .request(reqwest::Method::OPTIONS, host.url("/api/v1/auth/me"))
@@ -135,19 +211,37 @@ async fn cors_allows_only_configured_origins() {
     assert_eq!(denied.status(), 403);
     assert!(!denied.headers().contains_key("access-control-allow-origin"));
 
-    let simple = client().get(host.url("/hello")).header("origin", "http://app.localhost:5173").send().await.unwrap();
-    assert_eq!(simple.headers()["access-control-allow-origin"], "http://app.localhost:5173");
-    let other = client().get(host.url("/hello")).header("origin", "http://evil.localhost").send().await.unwrap();
+    let simple = client()
+        .get(host.url("/hello"))
+        .header("origin", "http://app.localhost:5173")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        simple.headers()["access-control-allow-origin"],
+        "http://app.localhost:5173"
+    );
+    let other = client()
+        .get(host.url("/hello"))
+        .header("origin", "http://evil.localhost")
+        .send()
+        .await
+        .unwrap();
     assert!(!other.headers().contains_key("access-control-allow-origin"));
 }
 
 #[test]
 fn invalid_gateway_config_fails_at_start() {
     let logs = crate::support::start_failure(
-        &manifest("[[application.tool.copycar.gateway.routes]]\nroute = \"/hello\"\nrate_per_client = \"lots\"\n"),
+        &manifest(
+            "[[application.tool.copycar.gateway.routes]]\nroute = \"/hello\"\nrate_per_client = \"lots\"\n",
+        ),
         app_options(),
     );
-    assert!(logs.contains("application.tool.copycar.gateway.routes[0].rate_per_client"), "{logs}");
+    assert!(
+        logs.contains("application.tool.copycar.gateway.routes[0].rate_per_client"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -166,7 +260,11 @@ async fn odd_paths_and_repeated_credentials_are_rejected() {
     // An empty segment would select another policy than the component runs.
     // (reqwest normalises `.` and `..` before sending, so the unit tests of
     // the path check cover those.)
-    for path in ["/api/v1/auth//login", "/api/v1/auth///login", "//api/v1/auth/login"] {
+    for path in [
+        "/api/v1/auth//login",
+        "/api/v1/auth///login",
+        "//api/v1/auth/login",
+    ] {
         let response = client()
             .post(format!("http://{}{path}", host.addr))
             .json(&json!({"email": "a@b.example", "password": "wrong password!"}))
@@ -176,7 +274,10 @@ async fn odd_paths_and_repeated_credentials_are_rejected() {
         assert_eq!(response.status(), 400, "{path}");
     }
     let a = register(&host, "dup@headers.example", "D").await;
-    for (first, second) in [("authorization", "authorization"), ("x-api-key", "x-api-key")] {
+    for (first, second) in [
+        ("authorization", "authorization"),
+        ("x-api-key", "x-api-key"),
+    ] {
         let response = client()
             .get(host.url("/api/v1/auth/me"))
             .header(first, "Bearer junk")
@@ -190,10 +291,14 @@ async fn odd_paths_and_repeated_credentials_are_rejected() {
 
 #[tokio::test]
 async fn max_concurrent_queues_requests_on_a_route() {
-    let policy = "[[application.tool.copycar.gateway.routes]]\nroute = \"/probe/...\"\nmax_concurrent = 1\n";
+    let policy =
+        "[[application.tool.copycar.gateway.routes]]\nroute = \"/probe/...\"\nmax_concurrent = 1\n";
     let host = Host::start_with(
         &crate::support::probe_manifest("", policy),
-        crate::support::HostOptions { args: vec!["--request-timeout-ms".into(), "2000".into()], ..Default::default() },
+        crate::support::HostOptions {
+            args: vec!["--request-timeout-ms".into(), "2000".into()],
+            ..Default::default()
+        },
     );
     // One slot: the second sleeper waits for the first (1.5 s), and its
     // deadline runs from arrival, so its own 1.5 s cannot finish in 2 s.

@@ -36,12 +36,29 @@ async fn metrics_and_ready() {
 
     let response = client().get(host.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = response.text().await.unwrap();
-    assert!(text.contains("copycar_http_requests_total{component=\"hello\",code=\"200\"} 3"), "{text}");
-    assert!(text.contains("copycar_http_requests_total{component=\"host\",code=\"404\"} 1"), "{text}");
-    assert!(text.contains("copycar_instantiation_duration_seconds_count 3"), "{text}");
-    assert!(text.contains("# TYPE copycar_http_request_duration_seconds histogram"), "{text}");
+    assert!(
+        text.contains("copycar_http_requests_total{component=\"hello\",code=\"200\"} 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("copycar_http_requests_total{component=\"host\",code=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("copycar_instantiation_duration_seconds_count 3"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE copycar_http_request_duration_seconds histogram"),
+        "{text}"
+    );
 
     let (status, body) = get_json(&host.url("/ready")).await;
     assert_eq!(status, 200);
@@ -52,12 +69,20 @@ async fn metrics_and_ready() {
 #[tokio::test]
 async fn request_id_is_kept_or_created() {
     let host = Host::start_with(&app_manifest(), app_options());
-    let response = client().get(host.url("/hello")).header("x-request-id", "abc-123").send().await.unwrap();
+    let response = client()
+        .get(host.url("/hello"))
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["x-request-id"], "abc-123");
 
     let first = client().get(host.url("/hello")).send().await.unwrap();
     let second = client().get(host.url("/hello")).send().await.unwrap();
-    let (a, b) = (&first.headers()["x-request-id"], &second.headers()["x-request-id"]);
+    let (a, b) = (
+        &first.headers()["x-request-id"],
+        &second.headers()["x-request-id"],
+    );
     assert!(!a.is_empty());
     assert_ne!(a, b);
 
@@ -74,16 +99,31 @@ async fn request_id_is_kept_or_created() {
 #[tokio::test]
 async fn compiled_components_are_cached_on_disk() {
     let data = tempfile::tempdir().unwrap();
-    let options = HostOptions { data_dir: Some(data.path().to_path_buf()), ..app_options() };
+    let options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
     let first = Host::start_with(&app_manifest(), options.clone());
     let first_logs = first.stop();
     assert!(first_logs.contains("cache=Miss"), "{first_logs}");
-    let entries = std::fs::read_dir(data.path().join("cache/components")).unwrap().count();
+    let entries = std::fs::read_dir(data.path().join("cache/components"))
+        .unwrap()
+        .count();
     assert_eq!(entries, 4, "one cache entry per component");
 
     let second = Host::start_with(&app_manifest(), options);
-    let metrics = client().get(second.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 4"), "{metrics}");
+    let metrics = client()
+        .get(second.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 4"),
+        "{metrics}"
+    );
     let (status, _) = get_json(&second.url("/health")).await;
     assert_eq!(status, 200);
 }
@@ -91,7 +131,10 @@ async fn compiled_components_are_cached_on_disk() {
 #[tokio::test]
 async fn corrupt_cache_entry_is_recompiled() {
     let data = tempfile::tempdir().unwrap();
-    let options = HostOptions { data_dir: Some(data.path().to_path_buf()), ..app_options() };
+    let options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
     drop(Host::start_with(&app_manifest(), options.clone()));
     for entry in std::fs::read_dir(data.path().join("cache/components")).unwrap() {
         std::fs::write(entry.unwrap().path(), b"not a compiled component").unwrap();
@@ -100,7 +143,10 @@ async fn corrupt_cache_entry_is_recompiled() {
     let (status, _) = get_json(&host.url("/health")).await;
     assert_eq!(status, 200);
     let logs = host.wait_for_log("ignoring unreadable compile cache entry");
-    assert!(logs.contains("ignoring unreadable compile cache entry"), "{logs}");
+    assert!(
+        logs.contains("ignoring unreadable compile cache entry"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]

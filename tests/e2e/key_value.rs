@@ -18,12 +18,19 @@ async fn put(host: &Host, store: &str, key: &str, value: &str) -> u16 {
 async fn embedded_store_survives_restart() {
     let manifest = probe_manifest("key_value_stores = [\"default\"]", "");
     let data = tempfile::tempdir().unwrap();
-    let options = HostOptions { data_dir: Some(data.path().to_path_buf()), ..Default::default() };
+    let options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..Default::default()
+    };
 
     let host = Host::start_with(&manifest, options.clone());
     assert_eq!(put(&host, "default", "greeting", "hello").await, 200);
     assert_eq!(put(&host, "default", "gone", "x").await, 200);
-    let response = client().delete(host.url("/probe/kv/default/gone")).send().await.unwrap();
+    let response = client()
+        .delete(host.url("/probe/kv/default/gone"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     // A kill, not a clean stop: acknowledged writes must already be on disk.
     drop(host);
@@ -44,7 +51,10 @@ async fn store_not_granted_is_access_denied() {
     let runtime_config = "[key_value_store.other]\ntype = \"redb\"\n".to_string();
     let host = Host::start_with(
         &probe_manifest("key_value_stores = [\"default\"]", ""),
-        HostOptions { runtime_config: Some(runtime_config), ..Default::default() },
+        HostOptions {
+            runtime_config: Some(runtime_config),
+            ..Default::default()
+        },
     );
     let (status, body) = get_json(&host.url("/probe/kv/other/k")).await;
     assert_eq!(status, 403, "{body}");
@@ -67,7 +77,10 @@ fn undefined_store_fails_at_start() {
         &probe_manifest("key_value_stores = [\"cache\"]", ""),
         HostOptions::default(),
     );
-    assert!(logs.contains("key-value store `cache`, which is not defined"), "{logs}");
+    assert!(
+        logs.contains("key-value store `cache`, which is not defined"),
+        "{logs}"
+    );
 }
 
 #[tokio::test]
@@ -77,7 +90,10 @@ async fn redis_backend_round_trip() {
         "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
         redis.port
     );
-    let options = HostOptions { runtime_config: Some(runtime_config), ..Default::default() };
+    let options = HostOptions {
+        runtime_config: Some(runtime_config),
+        ..Default::default()
+    };
     let manifest = probe_manifest("key_value_stores = [\"default\"]", "");
     let host = Host::start_with(&manifest, options.clone());
 
@@ -88,9 +104,16 @@ async fn redis_backend_round_trip() {
     assert_eq!(body["value"], "acme.example");
 
     // The value is really in Redis, in the store's hash.
-    assert_eq!(redis.cli(&["HGET", "copycar:kv:default", "account"]), "acme.example");
+    assert_eq!(
+        redis.cli(&["HGET", "copycar:kv:default", "account"]),
+        "acme.example"
+    );
 
-    let response = client().delete(host.url("/probe/kv/default/other")).send().await.unwrap();
+    let response = client()
+        .delete(host.url("/probe/kv/default/other"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let (_, body) = get_json(&host.url("/probe/kv/default")).await;
     assert_eq!(body["keys"], serde_json::json!(["account"]));
@@ -107,10 +130,15 @@ async fn redis_backend_round_trip() {
 #[test]
 fn unreachable_redis_fails_at_start() {
     let port = crate::support::free_port();
-    let runtime_config = format!("[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n");
+    let runtime_config = format!(
+        "[key_value_store.default]\ntype = \"redis\"\nurl = \"redis://127.0.0.1:{port}\"\n"
+    );
     let logs = crate::support::start_failure(
         &probe_manifest("key_value_stores = [\"default\"]", ""),
-        HostOptions { runtime_config: Some(runtime_config), ..Default::default() },
+        HostOptions {
+            runtime_config: Some(runtime_config),
+            ..Default::default()
+        },
     );
     assert!(logs.contains("key-value store `default`"), "{logs}");
     assert!(logs.contains("Redis"), "{logs}");
@@ -125,7 +153,10 @@ async fn redis_backend_recovers_after_restart() {
     );
     let host = Host::start_with(
         &probe_manifest("key_value_stores = [\"default\"]", ""),
-        HostOptions { runtime_config: Some(runtime_config), ..Default::default() },
+        HostOptions {
+            runtime_config: Some(runtime_config),
+            ..Default::default()
+        },
     );
     assert_eq!(put(&host, "default", "before", "1").await, 200);
 
@@ -140,6 +171,10 @@ async fn redis_backend_recovers_after_restart() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
-    assert!(recovered, "the Redis store did not recover:\n{}", host.logs());
+    assert!(
+        recovered,
+        "the Redis store did not recover:\n{}",
+        host.logs()
+    );
     assert_eq!(redis.cli(&["HGET", "copycar:kv:default", "after"]), "2");
 }

@@ -14,7 +14,10 @@ fn unknown_field_names_file_and_field() {
 
 #[test]
 fn trigger_for_undeclared_component_fails() {
-    let manifest = probe_manifest("", "[[trigger.http]]\nroute = \"/x\"\ncomponent = \"ghost\"\n");
+    let manifest = probe_manifest(
+        "",
+        "[[trigger.http]]\nroute = \"/x\"\ncomponent = \"ghost\"\n",
+    );
     let logs = start_failure(&manifest, HostOptions::default());
     assert!(logs.contains("trigger.http[1].component"), "{logs}");
     assert!(logs.contains("`ghost` is not declared"), "{logs}");
@@ -24,13 +27,17 @@ fn trigger_for_undeclared_component_fails() {
 fn invalid_allowed_host_fails() {
     let manifest = probe_manifest("allowed_outbound_hosts = [\"example.com\"]", "");
     let logs = start_failure(&manifest, HostOptions::default());
-    assert!(logs.contains("component.probe.allowed_outbound_hosts[0]"), "{logs}");
+    assert!(
+        logs.contains("component.probe.allowed_outbound_hosts[0]"),
+        "{logs}"
+    );
     assert!(logs.contains("no scheme"), "{logs}");
 }
 
 #[test]
 fn missing_wasm_file_fails_with_hint() {
-    let manifest = probe_manifest("", "").replace(wasm("probe").to_str().unwrap(), "/nonexistent/probe.wasm");
+    let manifest =
+        probe_manifest("", "").replace(wasm("probe").to_str().unwrap(), "/nonexistent/probe.wasm");
     let logs = start_failure(&manifest, HostOptions::default());
     assert!(logs.contains("/nonexistent/probe.wasm"), "{logs}");
     assert!(logs.contains("copycar build"), "{logs}");
@@ -41,7 +48,8 @@ fn non_component_wasm_fails_to_compile() {
     let dir = tempfile::tempdir().unwrap();
     let bogus = dir.path().join("bogus.wasm");
     std::fs::write(&bogus, b"\0asm\x01\0\0\0").unwrap();
-    let manifest = probe_manifest("", "").replace(wasm("probe").to_str().unwrap(), bogus.to_str().unwrap());
+    let manifest =
+        probe_manifest("", "").replace(wasm("probe").to_str().unwrap(), bogus.to_str().unwrap());
     let logs = start_failure(&manifest, HostOptions::default());
     assert!(logs.contains("component `probe`"), "{logs}");
 }
@@ -51,7 +59,10 @@ fn reserved_host_routes_are_rejected() {
     for route in ["/metrics", "/metrics/", "/ready/..."] {
         let trigger = format!("[[trigger.http]]\nroute = \"{route}\"\ncomponent = \"probe\"\n");
         let logs = start_failure(&probe_manifest("", &trigger), HostOptions::default());
-        assert!(logs.contains(&format!("route `{route}` of component `probe` is reserved")), "{route}: {logs}");
+        assert!(
+            logs.contains(&format!("route `{route}` of component `probe` is reserved")),
+            "{route}: {logs}"
+        );
     }
 }
 

@@ -14,14 +14,23 @@ async fn no_allowed_hosts_means_no_network() {
     let (status, body) = get_json(&fetch_url(&host, &upstream.url("/ok"))).await;
     assert_eq!(status, 502, "{body}");
     assert!(body["error"].as_str().unwrap().contains("Denied"), "{body}");
-    assert!(upstream.hits.lock().unwrap().is_empty(), "the upstream must not be contacted");
-    assert!(host.wait_for_log("outbound request denied").contains("outbound request denied"));
+    assert!(
+        upstream.hits.lock().unwrap().is_empty(),
+        "the upstream must not be contacted"
+    );
+    assert!(
+        host.wait_for_log("outbound request denied")
+            .contains("outbound request denied")
+    );
 }
 
 #[tokio::test]
 async fn exactly_named_loopback_host_is_allowed() {
     let upstream = Upstream::start();
-    let settings = format!("allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]", upstream.addr.port());
+    let settings = format!(
+        "allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]",
+        upstream.addr.port()
+    );
     let host = Host::start(&probe_manifest(&settings, ""));
     let (status, body) = get_json(&fetch_url(&host, &upstream.url("/ok"))).await;
     assert_eq!(status, 200, "{body}");
@@ -33,7 +42,10 @@ async fn exactly_named_loopback_host_is_allowed() {
 #[tokio::test]
 async fn wildcard_does_not_reach_restricted_addresses() {
     let upstream = Upstream::start();
-    let host = Host::start(&probe_manifest("allowed_outbound_hosts = [\"*://*:*\"]", ""));
+    let host = Host::start(&probe_manifest(
+        "allowed_outbound_hosts = [\"*://*:*\"]",
+        "",
+    ));
     // Only loopback targets here: if the check failed, a request to a
     // private or metadata address would leave this machine. Those ranges
     // are covered by the unit tests of the address classifier.
@@ -46,16 +58,25 @@ async fn wildcard_does_not_reach_restricted_addresses() {
     ] {
         let (status, body) = get_json(&fetch_url(&host, &target)).await;
         assert_eq!(status, 502, "{target}: {body}");
-        assert!(body["error"].as_str().unwrap().contains("Prohibited"), "{target}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("Prohibited"),
+            "{target}: {body}"
+        );
     }
     assert!(upstream.hits.lock().unwrap().is_empty());
-    assert!(host.wait_for_log("restricted address refused").contains("restricted address refused"));
+    assert!(
+        host.wait_for_log("restricted address refused")
+            .contains("restricted address refused")
+    );
 }
 
 #[tokio::test]
 async fn port_outside_entry_is_denied() {
     let upstream = Upstream::start();
-    let host = Host::start(&probe_manifest("allowed_outbound_hosts = [\"http://127.0.0.1:1\"]", ""));
+    let host = Host::start(&probe_manifest(
+        "allowed_outbound_hosts = [\"http://127.0.0.1:1\"]",
+        "",
+    ));
     let (status, body) = get_json(&fetch_url(&host, &upstream.url("/ok"))).await;
     assert_eq!(status, 502, "{body}");
     assert!(body["error"].as_str().unwrap().contains("Denied"), "{body}");
@@ -65,7 +86,10 @@ async fn port_outside_entry_is_denied() {
 async fn redirect_to_unlisted_host_is_denied() {
     let first = Upstream::start();
     let second = Upstream::start();
-    let settings = format!("allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]", first.addr.port());
+    let settings = format!(
+        "allowed_outbound_hosts = [\"http://127.0.0.1:{}\"]",
+        first.addr.port()
+    );
     let host = Host::start(&probe_manifest(&settings, ""));
     let target = first.url(&format!("/redirect?to={}", second.url("/ok")));
     let (status, body) = get_json(&fetch_url(&host, &format!("{target}&follow=1"))).await;
@@ -89,13 +113,19 @@ async fn redirect_to_restricted_address_via_wildcard_is_refused() {
     let target = first.url(&format!("/redirect?to={}", second.url("/ok")));
     let (status, body) = get_json(&fetch_url(&host, &format!("{target}&follow=1"))).await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("Prohibited"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("Prohibited"),
+        "{body}"
+    );
     assert!(second.hits.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn internal_service_is_dispatched_in_process() {
-    let host = Host::start(&probe_manifest("allowed_outbound_hosts = [\"http://*.copycar.internal\"]", ""));
+    let host = Host::start(&probe_manifest(
+        "allowed_outbound_hosts = [\"http://*.copycar.internal\"]",
+        "",
+    ));
     let (status, body) = get_json(&fetch_url(&host, "http://host.copycar.internal/info")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], 200);
@@ -106,7 +136,13 @@ async fn internal_service_is_dispatched_in_process() {
 
     let (status, body) = get_json(&fetch_url(&host, "http://nosuch.copycar.internal/x")).await;
     assert_eq!(status, 502, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("DestinationNotFound"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("DestinationNotFound"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -129,14 +165,24 @@ async fn catch_all_does_not_grant_in_process_hosts() {
     ] {
         let (status, body) = get_json(&fetch_url(&host, target)).await;
         assert_eq!(status, 502, "{target}: {body}");
-        assert!(body["error"].as_str().unwrap().contains("Denied"), "{target}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("Denied"),
+            "{target}: {body}"
+        );
     }
 }
 
 #[tokio::test]
 async fn in_process_hosts_need_plain_http() {
-    let host = Host::start(&probe_manifest("allowed_outbound_hosts = [\"http://self\", \"http://*.copycar.internal\"]", ""));
-    for target in ["https://self/probe/echo", "http://self:9999/probe/echo", "https://host.copycar.internal/info"] {
+    let host = Host::start(&probe_manifest(
+        "allowed_outbound_hosts = [\"http://self\", \"http://*.copycar.internal\"]",
+        "",
+    ));
+    for target in [
+        "https://self/probe/echo",
+        "http://self:9999/probe/echo",
+        "https://host.copycar.internal/info",
+    ] {
         let (status, body) = get_json(&fetch_url(&host, target)).await;
         assert_eq!(status, 502, "{target}: {body}");
     }

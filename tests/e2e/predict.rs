@@ -42,7 +42,10 @@ async fn post(host: &Host, token: &str, body: Value) -> (u16, Value) {
         .send()
         .await
         .unwrap();
-    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -53,7 +56,12 @@ async fn predicts_a_batch_with_factors() {
     second["poutcome"] = json!("success");
     second["month"] = json!("mar");
 
-    let (status, body) = post(&host, &account.access, json!({"records": [record(), second]})).await;
+    let (status, body) = post(
+        &host,
+        &account.access,
+        json!({"records": [record(), second]}),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["model"]["version"], "v1");
     let predictions = body["predictions"].as_array().unwrap();
@@ -63,7 +71,11 @@ async fn predicts_a_batch_with_factors() {
         assert!(p > 0.0, "{prediction}");
         assert!(p < 1.0, "{prediction}");
         assert!(prediction["uncertainty"].as_f64().unwrap() >= 0.0);
-        assert_eq!(prediction["factors"].as_array().unwrap().len(), 3, "{prediction}");
+        assert_eq!(
+            prediction["factors"].as_array().unwrap().len(),
+            3,
+            "{prediction}"
+        );
     }
     // A past success and a March contact are strong signals in this data.
     let first = predictions[0]["probability"].as_f64().unwrap();
@@ -90,7 +102,12 @@ async fn invalid_records_get_400_naming_the_field() {
 
     let mut bad_job = record();
     bad_job["job"] = json!("astronaut");
-    let (status, body) = post(&host, &account.access, json!({"records": [record(), bad_job]})).await;
+    let (status, body) = post(
+        &host,
+        &account.access,
+        json!({"records": [record(), bad_job]}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "job");
     assert_eq!(body["index"], 1);
@@ -125,7 +142,10 @@ async fn empty_registry_is_503_not_a_crash() {
     let account = register(&host, "early@example.com", "Early").await;
     let (status, body) = post(&host, &account.access, json!({"records": [record()]})).await;
     assert_eq!(status, 503, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("copycar train"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("copycar train"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -142,14 +162,20 @@ async fn promotion_switches_model_without_restart() {
     // which version serves.
     copy_dir(&registry.join("v1"), &registry.join("v2"));
     let card_path = registry.join("v2/card.json");
-    let card = std::fs::read_to_string(&card_path).unwrap().replace("\"version\": \"v1\"", "\"version\": \"v2\"");
+    let card = std::fs::read_to_string(&card_path)
+        .unwrap()
+        .replace("\"version\": \"v1\"", "\"version\": \"v2\"");
     std::fs::write(&card_path, card).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_copycar"))
         .args(["models", "promote", "v2", "--registry"])
         .arg(&registry)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let mut served = String::new();
     for _ in 0..50 {
@@ -161,7 +187,10 @@ async fn promotion_switches_model_without_restart() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert_eq!(served, "v2");
-    assert!(host.wait_for_log("version=v2").contains("loaded response-rate model"));
+    assert!(
+        host.wait_for_log("version=v2")
+            .contains("loaded response-rate model")
+    );
 
     let output = Command::new(env!("CARGO_BIN_EXE_copycar"))
         .args(["models", "promote", "v9", "--registry"])

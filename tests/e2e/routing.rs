@@ -83,7 +83,12 @@ async fn client_cannot_forge_routing_headers() {
         .unwrap();
     let headers: serde_json::Value = response.json().await.unwrap();
     assert_eq!(headers["spin-path-info"], "/headers");
-    assert!(headers["spin-client-addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        headers["spin-client-addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 }
 
 #[tokio::test]
@@ -100,7 +105,12 @@ async fn private_component_has_no_public_route() {
 async fn private_component_is_reachable_from_components() {
     let host = Host::start(&routing_manifest());
     let url = host.url("/api/v1/fetch?url=http://secret.spin.internal/headers");
-    let response = client().get(url).header("x-request-id", "outer-7").send().await.unwrap();
+    let response = client()
+        .get(url)
+        .header("x-request-id", "outer-7")
+        .send()
+        .await
+        .unwrap();
     let status = response.status().as_u16();
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{body}");
@@ -124,7 +134,8 @@ async fn self_requests_go_through_the_router() {
 #[tokio::test]
 async fn component_without_grant_cannot_call_private_component() {
     let host = Host::start(&routing_manifest());
-    let (status, body) = get_json(&host.url("/api/fetch?url=http://secret.spin.internal/headers")).await;
+    let (status, body) =
+        get_json(&host.url("/api/fetch?url=http://secret.spin.internal/headers")).await;
     assert_eq!(status, 502, "{body}");
     assert!(body["error"].as_str().unwrap().contains("Denied"), "{body}");
 }
@@ -135,7 +146,10 @@ async fn unknown_path_without_catch_all_is_404() {
     let host = Host::start(&manifest);
     let response = client().get(host.url("/nowhere")).send().await.unwrap();
     assert_eq!(response.status(), 404);
-    let request_id = response.headers()["x-request-id"].to_str().unwrap().to_string();
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"], "no route matches /nowhere");
     assert_eq!(body["request_id"], request_id);

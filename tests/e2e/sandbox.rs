@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 fn start(args: &[&str]) -> Host {
     Host::start_with(
         &probe_manifest("", ""),
-        HostOptions { args: args.iter().map(|s| s.to_string()).collect(), ..Default::default() },
+        HostOptions {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
     )
 }
 
@@ -18,7 +21,12 @@ async fn infinite_loop_gets_504_and_host_keeps_serving() {
         async move {
             let started = Instant::now();
             let response = client().get(url).send().await.unwrap();
-            (response.status().as_u16(), response.headers().get("x-request-id").cloned(), response.text().await.unwrap(), started.elapsed())
+            (
+                response.status().as_u16(),
+                response.headers().get("x-request-id").cloned(),
+                response.text().await.unwrap(),
+                started.elapsed(),
+            )
         }
     });
 
@@ -35,22 +43,43 @@ async fn infinite_loop_gets_504_and_host_keeps_serving() {
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
     let body: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(body["request_id"], request_id.unwrap().to_str().unwrap());
-    assert!(body["error"].as_str().unwrap().contains("1500 ms"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("1500 ms"),
+        "{body}"
+    );
 
     // The host is unaffected afterwards, and it counted the timeout.
     let (status, _) = get_json(&host.url("/probe/echo")).await;
     assert_eq!(status, 200);
-    let metrics = client().get(host.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("copycar_instance_failures_total{component=\"probe\",kind=\"timeout\"} 1"), "{metrics}");
+    let metrics = client()
+        .get(host.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("copycar_instance_failures_total{component=\"probe\",kind=\"timeout\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
 async fn blocking_host_call_past_deadline_gets_504() {
     let host = start(&["--request-timeout-ms", "500"]);
     let started = Instant::now();
-    let response = client().get(host.url("/probe/sleep?ms=5000")).send().await.unwrap();
+    let response = client()
+        .get(host.url("/probe/sleep?ms=5000"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 504);
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -63,13 +92,22 @@ async fn allocation_past_cap_gets_500_and_under_cap_succeeds() {
 
     let (status, body) = get_json(&host.url("/probe/alloc?mb=64")).await;
     assert_eq!(status, 500, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("memory limit of 32 MiB"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("memory limit of 32 MiB"),
+        "{body}"
+    );
     assert!(body["request_id"].is_string());
 
     // A fresh instance per request: the next one starts from a clean memory.
     let (status, _) = get_json(&host.url("/probe/alloc?mb=8")).await;
     assert_eq!(status, 200);
-    assert!(host.wait_for_log("exceeded its memory limit").contains("exceeded its memory limit"));
+    assert!(
+        host.wait_for_log("exceeded its memory limit")
+            .contains("exceeded its memory limit")
+    );
 }
 
 #[tokio::test]
@@ -77,7 +115,9 @@ async fn memory_cap_comes_from_runtime_config() {
     let host = Host::start_with(
         &probe_manifest("", ""),
         HostOptions {
-            runtime_config: Some("[sandbox]\nmemory_limit_mb = 16\nrequest_timeout_ms = 700\n".into()),
+            runtime_config: Some(
+                "[sandbox]\nmemory_limit_mb = 16\nrequest_timeout_ms = 700\n".into(),
+            ),
             ..Default::default()
         },
     );
@@ -120,7 +160,12 @@ async fn concurrent_failures_leave_other_requests_intact() {
             _ => "/probe/echo",
         };
         let url = host.url(path);
-        tasks.push(tokio::spawn(async move { (i % 4, client().get(url).send().await.unwrap().status().as_u16()) }));
+        tasks.push(tokio::spawn(async move {
+            (
+                i % 4,
+                client().get(url).send().await.unwrap().status().as_u16(),
+            )
+        }));
     }
     for task in tasks {
         let (kind, status) = task.await.unwrap();
@@ -138,18 +183,37 @@ async fn oversized_body_gets_413() {
             ..Default::default()
         },
     );
-    let response = client().post(host.url("/probe/echo")).body(vec![b'a'; 2048]).send().await.unwrap();
+    let response = client()
+        .post(host.url("/probe/echo"))
+        .body(vec![b'a'; 2048])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 413);
 
     // Without Content-Length the limit applies while the body streams in.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..8).map(|_| Ok(vec![b'b'; 512])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..8).map(|_| Ok(vec![b'b'; 512])).collect();
     let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
-    let response = client().post(host.url("/probe/echo")).body(streamed).send().await.unwrap();
+    let response = client()
+        .post(host.url("/probe/echo"))
+        .body(streamed)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 413);
     let body: serde_json::Value = response.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("1024 bytes"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("1024 bytes"),
+        "{body}"
+    );
 
-    let response = client().post(host.url("/probe/echo")).body(vec![b'a'; 1000]).send().await.unwrap();
+    let response = client()
+        .post(host.url("/probe/echo"))
+        .body(vec![b'a'; 1000])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["length"], 1000);
@@ -159,25 +223,48 @@ async fn oversized_body_gets_413() {
 async fn instances_share_no_memory() {
     let host = start(&[]);
     for i in 0..20 {
-        let (status, body) = get_json(&host.url(&format!("/probe/remember?value=secret-{i}"))).await;
+        let (status, body) =
+            get_json(&host.url(&format!("/probe/remember?value=secret-{i}"))).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["previous"], "", "request {i} saw a value left by an earlier request");
+        assert_eq!(
+            body["previous"], "",
+            "request {i} saw a value left by an earlier request"
+        );
     }
 }
 
 #[tokio::test]
 async fn abandoned_requests_free_their_slots() {
     let host = start(&["--max-instances", "2", "--request-timeout-ms", "60000"]);
-    let impatient = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
     for _ in 0..2 {
-        assert!(impatient.get(host.url("/probe/loop")).send().await.is_err(), "the loop cannot answer in time");
+        assert!(
+            impatient.get(host.url("/probe/loop")).send().await.is_err(),
+            "the loop cannot answer in time"
+        );
     }
     // Both slots were held by the loops; they must be free again long
     // before the 60 s deadline.
-    let patient = reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap();
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(15))
+        .build()
+        .unwrap();
     let response = patient.get(host.url("/probe/echo")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     host.wait_for_log("client disconnected before the response was ready");
-    let metrics = client().get(host.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("copycar_http_requests_total{component=\"probe\",code=\"499\"} 2"), "{metrics}");
+    let metrics = client()
+        .get(host.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("copycar_http_requests_total{component=\"probe\",code=\"499\"} 2"),
+        "{metrics}"
+    );
 }

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// Path of a component's Wasm file, building all test components on first use.
@@ -67,7 +70,10 @@ impl Host {
         let dir = tempfile::tempdir().unwrap();
         let manifest_path = dir.path().join("spin.toml");
         std::fs::write(&manifest_path, manifest).unwrap();
-        let data_dir = options.data_dir.clone().unwrap_or_else(|| dir.path().join("data"));
+        let data_dir = options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
 
         let mut command = Command::new(env!("CARGO_BIN_EXE_copycar"));
         command
@@ -125,7 +131,13 @@ impl Host {
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .parse()
             .unwrap();
-        Ok(Host { child, addr, logs, stderr_reader: Some(stderr_reader), _dir: dir })
+        Ok(Host {
+            child,
+            addr,
+            logs,
+            stderr_reader: Some(stderr_reader),
+            _dir: dir,
+        })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -152,7 +164,10 @@ impl Host {
     /// Stops the host with SIGTERM, waits for it to exit and returns
     /// everything it logged.
     pub fn stop(mut self) -> String {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -194,7 +209,7 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let response = client().get(url).send().await.unwrap();
     let status = response.status().as_u16();
     let text = response.text().await.unwrap();
-    let value = serde_json::from_str(&text).unwrap_or_else(|_| serde_json::Value::String(text));
+    let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
     (status, value)
 }
 
@@ -208,13 +223,19 @@ pub fn app_manifest() -> String {
     let root = workspace_root();
     std::fs::read_to_string(root.join("spin.toml"))
         .unwrap()
-        .replace("source = \"components/", &format!("source = \"{}/components/", root.display()))
+        .replace(
+            "source = \"components/",
+            &format!("source = \"{}/components/", root.display()),
+        )
 }
 
 /// Options that give the shipped app its required signing key.
 pub fn app_options() -> HostOptions {
     HostOptions {
-        env: vec![("SPIN_VARIABLE_TOKEN_SIGNING_KEY".into(), TEST_SIGNING_KEY.into())],
+        env: vec![(
+            "SPIN_VARIABLE_TOKEN_SIGNING_KEY".into(),
+            TEST_SIGNING_KEY.into(),
+        )],
         ..Default::default()
     }
 }
@@ -284,7 +305,9 @@ impl Drop for Upstream {
 
 fn serve_one(mut stream: TcpStream, hits: Arc<Mutex<Vec<String>>>) {
     stream.set_nonblocking(false).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -339,7 +362,10 @@ impl RedisServer {
             .expect("redis-server not found; install it (tests/run.sh does) to run the Redis backend tests");
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         RedisServer { child, port }
@@ -364,5 +390,9 @@ impl Drop for RedisServer {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -16,7 +16,10 @@ region = "{{ region }}"
 authorization = "Bearer {{ api_token }}""#;
 
 fn manifest() -> String {
-    probe_manifest(COMPONENT, "").replace("[[trigger.http]]", &format!("{VARIABLES}\n[[trigger.http]]"))
+    probe_manifest(COMPONENT, "").replace(
+        "[[trigger.http]]",
+        &format!("{VARIABLES}\n[[trigger.http]]"),
+    )
 }
 
 #[tokio::test]
@@ -24,7 +27,12 @@ async fn variables_resolve_in_order() {
     let host = Host::start_with(
         &manifest(),
         HostOptions {
-            args: vec!["--variable".into(), "greeting=from-cli".into(), "--variable".into(), "api_token=tok-123".into()],
+            args: vec![
+                "--variable".into(),
+                "greeting=from-cli".into(),
+                "--variable".into(),
+                "api_token=tok-123".into(),
+            ],
             env: vec![
                 ("SPIN_VARIABLE_GREETING".into(), "from-env".into()),
                 ("SPIN_VARIABLE_REGION".into(), "us".into()),
@@ -44,7 +52,10 @@ async fn variables_resolve_in_order() {
 async fn defaults_apply_and_undeclared_names_fail() {
     let host = Host::start_with(
         &manifest(),
-        HostOptions { env: vec![("SPIN_VARIABLE_API_TOKEN".into(), "t".into())], ..Default::default() },
+        HostOptions {
+            env: vec![("SPIN_VARIABLE_API_TOKEN".into(), "t".into())],
+            ..Default::default()
+        },
     );
     let (status, body) = get_json(&host.url("/probe/var/greeting")).await;
     assert_eq!(status, 200);
@@ -54,7 +65,13 @@ async fn defaults_apply_and_undeclared_names_fail() {
     assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
     let (status, body) = get_json(&host.url("/probe/var/Bad-Name")).await;
     assert_eq!(status, 404);
-    assert!(body["error"].as_str().unwrap().contains("not a valid variable name"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not a valid variable name"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -68,7 +85,10 @@ fn missing_required_variable_fails_at_start() {
 fn undeclared_cli_variable_fails_at_start() {
     let logs = start_failure(
         &manifest(),
-        HostOptions { args: vec!["--variable".into(), "colour=red".into()], ..Default::default() },
+        HostOptions {
+            args: vec!["--variable".into(), "colour=red".into()],
+            ..Default::default()
+        },
     );
     assert!(logs.contains("no variable `colour`"), "{logs}");
 }
@@ -78,11 +98,17 @@ async fn secrets_never_reach_logs() {
     let secret = "sk-very-secret-value-42";
     let host = Host::start_with(
         &manifest(),
-        HostOptions { args: vec!["--variable".into(), format!("api_token={secret}")], ..Default::default() },
+        HostOptions {
+            args: vec!["--variable".into(), format!("api_token={secret}")],
+            ..Default::default()
+        },
     );
     let (_, body) = get_json(&host.url("/probe/var/authorization")).await;
     assert_eq!(body["value"], format!("Bearer {secret}"));
     let logs = host.stop();
-    assert!(logs.contains("resolved variable"), "debug logs should list variables: {logs}");
+    assert!(
+        logs.contains("resolved variable"),
+        "debug logs should list variables: {logs}"
+    );
     assert!(!logs.contains(secret), "secret leaked into logs:\n{logs}");
 }

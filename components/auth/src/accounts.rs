@@ -1,10 +1,10 @@
 //! Registration, login and accepting invitations.
 
-use copycar_guest::http::{ApiError, ApiResult, json_body, json_response};
-use copycar_guest::store::Kv;
 use crate::{audit, password, sessions, validate};
 use copycar_guest::http::header;
+use copycar_guest::http::{ApiError, ApiResult, json_body, json_response};
 use copycar_guest::locks;
+use copycar_guest::store::Kv;
 use copycar_identity::records::{EmailIndex, InviteRecord, TenantRecord, UserRecord, keys};
 use copycar_identity::{Role, now_unix, random_id};
 use serde::Deserialize;
@@ -36,14 +36,24 @@ pub async fn register(request: &Request, kv: &Kv) -> ApiResult {
     // The claim makes concurrent sign-ups of one address take turns. Once it
     // expires, the stored address index decides.
     if !locks::claim(&format!("signup:{email}"), SIGNUP_CLAIM_SECS).await? {
-        return Err(ApiError::new(409, "an account with this e-mail address already exists"));
+        return Err(ApiError::new(
+            409,
+            "an account with this e-mail address already exists",
+        ));
     }
     if kv.exists(&keys::email(&email))? {
-        return Err(ApiError::new(409, "an account with this e-mail address already exists"));
+        return Err(ApiError::new(
+            409,
+            "an account with this e-mail address already exists",
+        ));
     }
 
     let now = now_unix();
-    let tenant = TenantRecord { id: random_id().map_err(ApiError::storage)?, name: organisation, created_at: now };
+    let tenant = TenantRecord {
+        id: random_id().map_err(ApiError::storage)?,
+        name: organisation,
+        created_at: now,
+    };
     let user = create_user(kv, &tenant.id, &email, &body.password, Role::Admin)?;
     kv.put(&keys::tenant(&tenant.id), &tenant)?;
     audit::record(kv, request, &tenant.id, "register", Some(&user.id), None);
@@ -54,7 +64,13 @@ pub async fn register(request: &Request, kv: &Kv) -> ApiResult {
     Ok(json_response(201, response))
 }
 
-fn create_user(kv: &Kv, tenant_id: &str, email: &str, password_text: &str, role: Role) -> Result<UserRecord, ApiError> {
+fn create_user(
+    kv: &Kv,
+    tenant_id: &str,
+    email: &str,
+    password_text: &str,
+    role: Role,
+) -> Result<UserRecord, ApiError> {
     let user = UserRecord {
         id: random_id().map_err(ApiError::storage)?,
         tenant_id: tenant_id.to_string(),
@@ -64,7 +80,13 @@ fn create_user(kv: &Kv, tenant_id: &str, email: &str, password_text: &str, role:
         created_at: now_unix(),
     };
     kv.put(&keys::user(tenant_id, &user.id), &user)?;
-    kv.put(&keys::email(email), &EmailIndex { tenant_id: tenant_id.to_string(), user_id: user.id.clone() })?;
+    kv.put(
+        &keys::email(email),
+        &EmailIndex {
+            tenant_id: tenant_id.to_string(),
+            user_id: user.id.clone(),
+        },
+    )?;
     Ok(user)
 }
 
@@ -85,7 +107,10 @@ pub async fn login(request: &Request, kv: &Kv) -> ApiResult {
     let body: LoginBody = json_body(request)?;
     let email = validate::email(&body.email)?;
     if body.password.is_empty() || body.password.chars().count() > 128 {
-        return Err(ApiError::bad_field("password", "password must be 1 to 128 characters"));
+        return Err(ApiError::bad_field(
+            "password",
+            "password must be 1 to 128 characters",
+        ));
     }
 
     // Take the attempt from the budget before checking the password, so
@@ -94,9 +119,18 @@ pub async fn login(request: &Request, kv: &Kv) -> ApiResult {
         .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
         .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
     let failures_key = format!("failed-login:{email}:{client}");
-    let attempt = locks::count(&failures_key, FAILED_LOGIN_WINDOW_SECS, MAX_FAILED_LOGINS, true).await?;
+    let attempt = locks::count(
+        &failures_key,
+        FAILED_LOGIN_WINDOW_SECS,
+        MAX_FAILED_LOGINS,
+        true,
+    )
+    .await?;
     if attempt.limited {
-        let mut error = ApiError::new(429, "too many failed logins for this account; try again later");
+        let mut error = ApiError::new(
+            429,
+            "too many failed logins for this account; try again later",
+        );
         error.retry_after = Some(attempt.retry_after_secs);
         return Err(error);
     }
@@ -114,7 +148,14 @@ pub async fn login(request: &Request, kv: &Kv) -> ApiResult {
     };
     let Some(user) = user.filter(|_| verified) else {
         match kv.get::<EmailIndex>(&keys::email(&email))? {
-            Some(index) => audit::record(kv, request, &index.tenant_id, "login_failed", Some(&index.user_id), None),
+            Some(index) => audit::record(
+                kv,
+                request,
+                &index.tenant_id,
+                "login_failed",
+                Some(&index.user_id),
+                None,
+            ),
             None => eprintln!("auth: failed login for unknown address"),
         }
         return Err(ApiError::unauthorized("invalid e-mail address or password"));
@@ -150,20 +191,41 @@ pub async fn accept_invite(request: &Request, kv: &Kv) -> ApiResult {
         return Err(ApiError::new(410, "invitation expired; ask for a new one"));
     }
     // One invitation creates one member, however many accept at once.
-    if !locks::claim(&format!("invite:{invite_key}"), invite.expires_at.saturating_sub(now_unix()).max(1)).await? {
+    if !locks::claim(
+        &format!("invite:{invite_key}"),
+        invite.expires_at.saturating_sub(now_unix()).max(1),
+    )
+    .await?
+    {
         return Err(ApiError::new(404, "invitation not found or already used"));
     }
     if !locks::claim(&format!("signup:{}", invite.email), SIGNUP_CLAIM_SECS).await?
         || kv.exists(&keys::email(&invite.email))?
     {
-        return Err(ApiError::new(409, "an account with this e-mail address already exists"));
+        return Err(ApiError::new(
+            409,
+            "an account with this e-mail address already exists",
+        ));
     }
     if !kv.exists(&keys::tenant(&invite.tenant_id))? {
         return Err(ApiError::new(404, "invitation not found or already used"));
     }
     kv.delete(&invite_key)?;
-    let user = create_user(kv, &invite.tenant_id, &invite.email, &body.password, invite.role)?;
-    audit::record(kv, request, &invite.tenant_id, "invite_accepted", Some(&user.id), Some(&invite.invited_by));
+    let user = create_user(
+        kv,
+        &invite.tenant_id,
+        &invite.email,
+        &body.password,
+        invite.role,
+    )?;
+    audit::record(
+        kv,
+        request,
+        &invite.tenant_id,
+        "invite_accepted",
+        Some(&user.id),
+        Some(&invite.invited_by),
+    );
 
     let mut response = sessions::start_session(kv, &user.tenant_id, &user.id, user.role)?;
     response["user"] = user_view(&user);

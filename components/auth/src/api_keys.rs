@@ -1,10 +1,10 @@
 //! API keys: create (the secret is shown once), list, delete.
 
 use crate::audit;
+use crate::validate;
 use copycar_guest::caller::Caller;
 use copycar_guest::http::{ApiError, ApiResult, json_body, json_response, no_content};
 use copycar_guest::store::Kv;
-use crate::validate;
 use copycar_identity::records::{ApiKeyRecord, keys};
 use copycar_identity::{ApiKey, Role, now_unix};
 use serde::Deserialize;
@@ -37,7 +37,8 @@ pub fn create(request: &Request, caller: &Caller, kv: &Kv) -> ApiResult {
     let name = validate::name("name", &body.name)?;
     let role = match body.role.as_deref() {
         None => Role::Member,
-        Some(text) => Role::parse(text).ok_or_else(|| ApiError::bad_field("role", "role must be `admin` or `member`"))?,
+        Some(text) => Role::parse(text)
+            .ok_or_else(|| ApiError::bad_field("role", "role must be `admin` or `member`"))?,
     };
 
     let key = ApiKey::generate().map_err(ApiError::storage)?;
@@ -51,8 +52,18 @@ pub fn create(request: &Request, caller: &Caller, kv: &Kv) -> ApiResult {
         created_at: now_unix(),
     };
     kv.put(&keys::api_key(&record.id), &record)?;
-    kv.put(&keys::tenant_api_key(&caller.tenant_id, &record.id), &record.id)?;
-    audit::record(kv, request, &caller.tenant_id, "api_key_created", Some(&creator), Some(&record.id));
+    kv.put(
+        &keys::tenant_api_key(&caller.tenant_id, &record.id),
+        &record.id,
+    )?;
+    audit::record(
+        kv,
+        request,
+        &caller.tenant_id,
+        "api_key_created",
+        Some(&creator),
+        Some(&record.id),
+    );
 
     let mut body = view(&record);
     body["key"] = json!(key.to_key_string());
@@ -87,6 +98,13 @@ pub fn delete(request: &Request, caller: &Caller, kv: &Kv, id: &str) -> ApiResul
         .ok_or_else(|| ApiError::not_found("API key"))?;
     kv.delete(&keys::api_key(&record.id))?;
     kv.delete(&keys::tenant_api_key(&caller.tenant_id, &record.id))?;
-    audit::record(kv, request, &caller.tenant_id, "api_key_revoked", Some(&caller.principal), Some(&record.id));
+    audit::record(
+        kv,
+        request,
+        &caller.tenant_id,
+        "api_key_revoked",
+        Some(&caller.principal),
+        Some(&record.id),
+    );
     Ok(no_content())
 }

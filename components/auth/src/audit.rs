@@ -8,7 +8,14 @@ use spin_sdk::http::Request;
 
 /// Stores one audit record. A failure to store is logged, never fatal to
 /// the request it describes.
-pub fn record(kv: &Kv, request: &Request, tenant_id: &str, action: &str, actor: Option<&str>, subject: Option<&str>) {
+pub fn record(
+    kv: &Kv,
+    request: &Request,
+    tenant_id: &str,
+    action: &str,
+    actor: Option<&str>,
+    subject: Option<&str>,
+) {
     let result = (|| -> Result<(), ApiError> {
         let id = random_id().map_err(ApiError::storage)?;
         let at = now_unix();
@@ -25,8 +32,14 @@ pub fn record(kv: &Kv, request: &Request, tenant_id: &str, action: &str, actor: 
         kv.put(&keys::audit(tenant_id, at, &id), &record)
     })();
     match result {
-        Ok(()) => eprintln!("auth: audit action={action} tenant={tenant_id} actor={}", actor.unwrap_or("-")),
-        Err(e) => eprintln!("auth: failed to store audit record action={action} tenant={tenant_id}: {}", e.message),
+        Ok(()) => eprintln!(
+            "auth: audit action={action} tenant={tenant_id} actor={}",
+            actor.unwrap_or("-")
+        ),
+        Err(e) => eprintln!(
+            "auth: failed to store audit record action={action} tenant={tenant_id}: {}",
+            e.message
+        ),
     }
 }
 

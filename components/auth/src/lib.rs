@@ -29,9 +29,9 @@ mod sessions;
 mod validate;
 
 use copycar_guest::http::{ApiError, ApiResult, header, json_response};
+use copycar_guest::store::Kv;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
-use copycar_guest::store::Kv;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
@@ -40,7 +40,10 @@ async fn handle(request: Request) -> Response {
 }
 
 async fn route(request: &Request) -> ApiResult {
-    let path = header(request, "spin-path-info").unwrap_or("").trim_end_matches('/').to_string();
+    let path = header(request, "spin-path-info")
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let method = request.method().clone();
     let kv = Kv::open()?;
@@ -51,12 +54,31 @@ async fn route(request: &Request) -> ApiResult {
         (["refresh"], Method::Post) => sessions::refresh(request, &kv).await,
         (["logout"], Method::Post) => sessions::logout(request, &kv),
         (["accept-invite"], Method::Post) => accounts::accept_invite(request, &kv).await,
-        (["me"], Method::Get) => members::me(&copycar_guest::caller::authenticate(request, &kv)?, &kv),
-        (["members"], Method::Get) => members::list(&copycar_guest::caller::authenticate(request, &kv)?, &kv),
-        (["invites"], Method::Post) => members::invite(request, &copycar_guest::caller::authenticate(request, &kv)?, &kv),
-        (["api-keys"], Method::Post) => api_keys::create(request, &copycar_guest::caller::authenticate(request, &kv)?, &kv),
-        (["api-keys"], Method::Get) => api_keys::list(&copycar_guest::caller::authenticate(request, &kv)?, &kv),
-        (["api-keys", id], Method::Delete) => api_keys::delete(request, &copycar_guest::caller::authenticate(request, &kv)?, &kv, id),
+        (["me"], Method::Get) => {
+            members::me(&copycar_guest::caller::authenticate(request, &kv)?, &kv)
+        }
+        (["members"], Method::Get) => {
+            members::list(&copycar_guest::caller::authenticate(request, &kv)?, &kv)
+        }
+        (["invites"], Method::Post) => members::invite(
+            request,
+            &copycar_guest::caller::authenticate(request, &kv)?,
+            &kv,
+        ),
+        (["api-keys"], Method::Post) => api_keys::create(
+            request,
+            &copycar_guest::caller::authenticate(request, &kv)?,
+            &kv,
+        ),
+        (["api-keys"], Method::Get) => {
+            api_keys::list(&copycar_guest::caller::authenticate(request, &kv)?, &kv)
+        }
+        (["api-keys", id], Method::Delete) => api_keys::delete(
+            request,
+            &copycar_guest::caller::authenticate(request, &kv)?,
+            &kv,
+            id,
+        ),
         (["audit"], Method::Get) => {
             let caller = copycar_guest::caller::authenticate(request, &kv)?;
             caller.require_admin()?;
@@ -65,21 +87,33 @@ async fn route(request: &Request) -> ApiResult {
             Ok(json_response(200, serde_json::json!({"records": records})))
         }
         (
-            ["register" | "login" | "refresh" | "logout" | "accept-invite" | "me" | "members" | "invites" | "api-keys" | "audit"]
+            [
+                "register" | "login" | "refresh" | "logout" | "accept-invite" | "me" | "members"
+                | "invites" | "api-keys" | "audit",
+            ]
             | ["api-keys", _],
             _,
-        ) => Err(ApiError::new(405, format!("method {method} is not allowed on {path}"))),
+        ) => Err(ApiError::new(
+            405,
+            format!("method {method} is not allowed on {path}"),
+        )),
         _ => Err(ApiError::not_found(&format!("endpoint /api/v1/auth{path}"))),
     }
 }
 
 fn query_limit(request: &Request) -> Result<usize, ApiError> {
     let query = request.query();
-    let Some(value) = query.split('&').find_map(|pair| pair.strip_prefix("limit=")) else {
+    let Some(value) = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("limit="))
+    else {
         return Ok(100);
     };
     match value.parse::<usize>() {
         Ok(n) if (1..=1000).contains(&n) => Ok(n),
-        _ => Err(ApiError::bad_field("limit", "limit must be an integer from 1 to 1000")),
+        _ => Err(ApiError::bad_field(
+            "limit",
+            "limit must be an integer from 1 to 1000",
+        )),
     }
 }

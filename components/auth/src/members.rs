@@ -1,15 +1,15 @@
 //! The caller, the tenant's members, and invitations.
 
 use crate::accounts::user_view;
+use crate::{audit, validate};
 use copycar_guest::caller::Caller;
 use copycar_guest::http::{ApiError, ApiResult, json_body, json_response};
 use copycar_guest::store::Kv;
-use crate::{audit, validate};
 use copycar_identity::records::{ApiKeyRecord, InviteRecord, TenantRecord, UserRecord, keys};
+use copycar_identity::sha256_hex;
 use copycar_identity::{Role, now_unix};
 use serde::Deserialize;
 use serde_json::json;
-use copycar_identity::sha256_hex;
 use spin_sdk::http::Request;
 
 const INVITE_TTL_SECS: u64 = 7 * 24 * 3600;
@@ -25,13 +25,21 @@ pub fn me(caller: &Caller, kv: &Kv) -> ApiResult {
             let user: UserRecord = kv
                 .get(&keys::user(&caller.tenant_id, user_id))?
                 .ok_or_else(|| ApiError::not_found("user"))?;
-            Ok(json_response(200, json!({"user": user_view(&user), "tenant": tenant})))
+            Ok(json_response(
+                200,
+                json!({"user": user_view(&user), "tenant": tenant}),
+            ))
         }
         None => {
             let key_id = caller.principal.trim_start_matches("key:");
-            let key: ApiKeyRecord = kv.get(&keys::api_key(key_id))?.ok_or_else(|| ApiError::not_found("API key"))?;
+            let key: ApiKeyRecord = kv
+                .get(&keys::api_key(key_id))?
+                .ok_or_else(|| ApiError::not_found("API key"))?;
             let view = json!({"id": key.id, "name": key.name, "role": key.role});
-            Ok(json_response(200, json!({"api_key": view, "tenant": tenant})))
+            Ok(json_response(
+                200,
+                json!({"api_key": view, "tenant": tenant}),
+            ))
         }
     }
 }
@@ -68,7 +76,8 @@ pub fn invite(request: &Request, caller: &Caller, kv: &Kv) -> ApiResult {
     let email = validate::email(&body.email)?;
     let role = match body.role.as_deref() {
         None => Role::Member,
-        Some(text) => Role::parse(text).ok_or_else(|| ApiError::bad_field("role", "role must be `admin` or `member`"))?,
+        Some(text) => Role::parse(text)
+            .ok_or_else(|| ApiError::bad_field("role", "role must be `admin` or `member`"))?,
     };
     // Whether the address already has an account is not revealed here, so
     // inviting cannot probe other tenants; accepting reports the conflict.
@@ -76,9 +85,22 @@ pub fn invite(request: &Request, caller: &Caller, kv: &Kv) -> ApiResult {
         .map_err(ApiError::storage)?
         .to_token_string();
     let expires_at = now_unix() + INVITE_TTL_SECS;
-    let record = InviteRecord { tenant_id: caller.tenant_id.clone(), email: email.clone(), role, invited_by: inviter.clone(), expires_at };
+    let record = InviteRecord {
+        tenant_id: caller.tenant_id.clone(),
+        email: email.clone(),
+        role,
+        invited_by: inviter.clone(),
+        expires_at,
+    };
     kv.put(&keys::invite(&hash_invite(&token)), &record)?;
-    audit::record(kv, request, &caller.tenant_id, "member_invited", Some(&inviter), Some(&email));
+    audit::record(
+        kv,
+        request,
+        &caller.tenant_id,
+        "member_invited",
+        Some(&inviter),
+        Some(&email),
+    );
     Ok(json_response(
         201,
         json!({"invite_token": token, "email": email, "role": role, "expires_at": expires_at}),

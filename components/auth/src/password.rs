@@ -4,16 +4,17 @@
 //! recommends for Argon2id. Their cost inside a component is measured in
 //! docs/benchmarks.md.
 
-use copycar_guest::http::ApiError;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use copycar_guest::http::ApiError;
 
 const MEMORY_KIB: u32 = 19 * 1024;
 const PASSES: u32 = 2;
 const LANES: u32 = 1;
 
 fn hasher() -> Argon2<'static> {
-    let params = Params::new(MEMORY_KIB, PASSES, LANES, None).expect("constant parameters are valid");
+    let params =
+        Params::new(MEMORY_KIB, PASSES, LANES, None).expect("constant parameters are valid");
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
@@ -29,7 +30,9 @@ pub fn hash(password: &str) -> Result<String, ApiError> {
 
 pub fn verify(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => hasher().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => hasher()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }

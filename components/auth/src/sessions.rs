@@ -14,7 +14,12 @@ pub const ACCESS_TTL_SECS: u64 = 3600;
 pub const REFRESH_TTL_SECS: u64 = 30 * 24 * 3600;
 
 /// Starts a new session (refresh-token family) and returns the token pair.
-pub fn start_session(kv: &Kv, tenant_id: &str, user_id: &str, role: Role) -> Result<Value, ApiError> {
+pub fn start_session(
+    kv: &Kv,
+    tenant_id: &str,
+    user_id: &str,
+    role: Role,
+) -> Result<Value, ApiError> {
     let family = FamilyRecord {
         id: random_id().map_err(ApiError::storage)?,
         tenant_id: tenant_id.to_string(),
@@ -72,7 +77,9 @@ fn find(kv: &Kv, presented: &str) -> Result<(RefreshRecord, FamilyRecord), ApiEr
     if !token.matches(&record.secret_hash) {
         return Err(invalid());
     }
-    let family: FamilyRecord = kv.get(&keys::family(&record.family_id))?.ok_or_else(invalid)?;
+    let family: FamilyRecord = kv
+        .get(&keys::family(&record.family_id))?
+        .ok_or_else(invalid)?;
     Ok((record, family))
 }
 
@@ -89,19 +96,37 @@ pub async fn refresh(request: &Request, kv: &Kv) -> ApiResult {
     let body: RefreshBody = json_body(request)?;
     let (mut record, family) = find(kv, &body.refresh_token)?;
     if family.revoked {
-        return Err(ApiError::unauthorized("the session was revoked; log in again"));
+        return Err(ApiError::unauthorized(
+            "the session was revoked; log in again",
+        ));
     }
     // The claim settles concurrent exchanges of one token: only the first
     // wins; any other is reuse. The stored `used` flag covers host restarts.
-    let first_use = copycar_guest::locks::claim(&format!("refresh:{}", record.id), REFRESH_TTL_SECS).await?;
+    let first_use =
+        copycar_guest::locks::claim(&format!("refresh:{}", record.id), REFRESH_TTL_SECS).await?;
     if record.used || !first_use {
-        let (tenant, user, family_id) = (family.tenant_id.clone(), family.user_id.clone(), family.id.clone());
+        let (tenant, user, family_id) = (
+            family.tenant_id.clone(),
+            family.user_id.clone(),
+            family.id.clone(),
+        );
         revoke(kv, family, "reuse")?;
-        audit::record(kv, request, &tenant, "refresh_token_reused", Some(&user), Some(&family_id));
-        return Err(ApiError::unauthorized("refresh token reuse detected; the session was revoked"));
+        audit::record(
+            kv,
+            request,
+            &tenant,
+            "refresh_token_reused",
+            Some(&user),
+            Some(&family_id),
+        );
+        return Err(ApiError::unauthorized(
+            "refresh token reuse detected; the session was revoked",
+        ));
     }
     if record.expires_at < now_unix() {
-        return Err(ApiError::unauthorized("refresh token expired; log in again"));
+        return Err(ApiError::unauthorized(
+            "refresh token expired; log in again",
+        ));
     }
     record.used = true;
     kv.put(&keys::refresh(&record.id), &record)?;
@@ -119,9 +144,20 @@ pub fn logout(request: &Request, kv: &Kv) -> ApiResult {
     let body: RefreshBody = json_body(request)?;
     let (_, family) = find(kv, &body.refresh_token)?;
     if !family.revoked {
-        let (tenant, user, family_id) = (family.tenant_id.clone(), family.user_id.clone(), family.id.clone());
+        let (tenant, user, family_id) = (
+            family.tenant_id.clone(),
+            family.user_id.clone(),
+            family.id.clone(),
+        );
         revoke(kv, family, "logout")?;
-        audit::record(kv, request, &tenant, "logout", Some(&user), Some(&family_id));
+        audit::record(
+            kv,
+            request,
+            &tenant,
+            "logout",
+            Some(&user),
+            Some(&family_id),
+        );
     }
     Ok(no_content())
 }

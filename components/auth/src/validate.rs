@@ -24,10 +24,16 @@ pub fn email(raw: &str) -> Result<String, ApiError> {
 pub fn password(raw: &str) -> Result<(), ApiError> {
     let length = raw.chars().count();
     if length < 12 {
-        return Err(ApiError::bad_field("password", "password must be at least 12 characters"));
+        return Err(ApiError::bad_field(
+            "password",
+            "password must be at least 12 characters",
+        ));
     }
     if length > 128 {
-        return Err(ApiError::bad_field("password", "password must be at most 128 characters"));
+        return Err(ApiError::bad_field(
+            "password",
+            "password must be at most 128 characters",
+        ));
     }
     Ok(())
 }
@@ -37,10 +43,16 @@ pub fn password(raw: &str) -> Result<(), ApiError> {
 pub fn name(field: &'static str, raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_field(field, format!("{field} must be 1 to 100 characters")));
+        return Err(ApiError::bad_field(
+            field,
+            format!("{field} must be 1 to 100 characters"),
+        ));
     }
     if name.chars().any(char::is_control) {
-        return Err(ApiError::bad_field(field, format!("{field} must not contain control characters")));
+        return Err(ApiError::bad_field(
+            field,
+            format!("{field} must not contain control characters"),
+        ));
     }
     Ok(name.to_string())
 }

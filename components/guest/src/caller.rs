@@ -27,9 +27,9 @@ impl Caller {
     }
 
     pub fn require_user(&self) -> Result<&str, ApiError> {
-        self.user_id
-            .as_deref()
-            .ok_or_else(|| ApiError::forbidden("this action needs a user's access token, not an API key"))
+        self.user_id.as_deref().ok_or_else(|| {
+            ApiError::forbidden("this action needs a user's access token, not an API key")
+        })
     }
 }
 
@@ -66,11 +66,15 @@ pub fn credential(request: &Request) -> Option<Credential> {
 /// Authenticates the request or returns 401 with the reason.
 pub fn authenticate(request: &Request, kv: &Kv) -> Result<Caller, ApiError> {
     let credential = credential(request).ok_or_else(|| {
-        ApiError::unauthorized("missing credentials: send `Authorization: Bearer <token>` or `x-api-key`")
+        ApiError::unauthorized(
+            "missing credentials: send `Authorization: Bearer <token>` or `x-api-key`",
+        )
     })?;
     let token = match credential {
         Credential::ApiKeyHeader(key) => return authenticate_api_key(&key, kv),
-        Credential::Bearer(token) if ApiKey::looks_like(&token) => return authenticate_api_key(&token, kv),
+        Credential::Bearer(token) if ApiKey::looks_like(&token) => {
+            return authenticate_api_key(&token, kv);
+        }
         Credential::Bearer(token) => token,
     };
     let claims = AccessToken::verify(&signing_key()?, &token, now_unix()).map_err(token_error)?;
@@ -81,9 +85,14 @@ pub fn authenticate(request: &Request, kv: &Kv) -> Result<Caller, ApiError> {
     }
     // Every token the auth service issues names its session, so logout
     // and reuse detection can revoke it; a token without one is refused.
-    let session = claims.sid.as_deref().ok_or_else(|| ApiError::unauthorized("the token names no session"))?;
+    let session = claims
+        .sid
+        .as_deref()
+        .ok_or_else(|| ApiError::unauthorized("the token names no session"))?;
     if !session_is_live(kv, session)? {
-        return Err(ApiError::unauthorized("the session was revoked; log in again"));
+        return Err(ApiError::unauthorized(
+            "the session was revoked; log in again",
+        ));
     }
     Ok(Caller {
         tenant_id: claims.tid,

@@ -19,10 +19,20 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into(), field: None, retry_after: None }
+        ApiError {
+            status,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
     }
     pub fn bad_field(field: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status: 400, message: message.into(), field: Some(field), retry_after: None }
+        ApiError {
+            status: 400,
+            message: message.into(),
+            field: Some(field),
+            retry_after: None,
+        }
     }
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(401, message)
@@ -45,7 +55,9 @@ impl ApiError {
             body["field"] = json!(field);
         }
         let mut builder = Response::builder();
-        builder.status(self.status).header("content-type", "application/json");
+        builder
+            .status(self.status)
+            .header("content-type", "application/json");
         if let Some(seconds) = self.retry_after {
             builder.header("retry-after", seconds.to_string());
         }
@@ -85,7 +97,10 @@ pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> 
     }
     let body = request.body();
     if body.len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(413, format!("request body is larger than {MAX_BODY_BYTES} bytes")));
+        return Err(ApiError::new(
+            413,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::new(400, format!("invalid JSON body: {e}")))
 }
@@ -98,7 +113,10 @@ pub fn finish(component: &str, request: &Request, result: ApiResult) -> Response
         Err(error) => {
             let request_id = header(request, "x-request-id").unwrap_or("");
             if error.status >= 500 {
-                eprintln!("{component}: request {request_id} failed: {}", error.message);
+                eprintln!(
+                    "{component}: request {request_id} failed: {}",
+                    error.message
+                );
             }
             error.into_response(request_id)
         }

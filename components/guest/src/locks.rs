@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 
 async fn call(path: &str, body: Value) -> Result<(u16, Value), ApiError> {
-    let base = spin_sdk::variables::get("locks_url").unwrap_or_else(|_| "http://locks.copycar.internal".into());
+    let base = spin_sdk::variables::get("locks_url")
+        .unwrap_or_else(|_| "http://locks.copycar.internal".into());
     let request = Request::builder()
         .method(Method::Post)
         .uri(format!("{}{path}", base.trim_end_matches('/')))
@@ -22,7 +23,10 @@ async fn call(path: &str, body: Value) -> Result<(u16, Value), ApiError> {
     let value = serde_json::from_slice(response.body()).unwrap_or(Value::Null);
     if status != 200 && status != 409 {
         eprintln!("locks service returned {status}: {value}");
-        return Err(ApiError::new(503, "a required service is unavailable; try again"));
+        return Err(ApiError::new(
+            503,
+            "a required service is unavailable; try again",
+        ));
     }
     Ok((status, value))
 }
@@ -43,7 +47,11 @@ pub struct Count {
 /// Adds one to `key`'s counter (or only reads it when `add` is false).
 pub async fn count(key: &str, window_secs: u64, limit: u64, add: bool) -> Result<Count, ApiError> {
     let path = if add { "/count" } else { "/peek" };
-    let (_, value) = call(path, json!({"key": key, "window_secs": window_secs, "limit": limit})).await?;
+    let (_, value) = call(
+        path,
+        json!({"key": key, "window_secs": window_secs, "limit": limit}),
+    )
+    .await?;
     Ok(Count {
         count: value["count"].as_u64().unwrap_or(0),
         limited: value["limited"].as_bool().unwrap_or(false),

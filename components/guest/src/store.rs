@@ -11,7 +11,9 @@ pub struct Kv {
 
 impl Kv {
     pub fn open() -> Result<Kv, ApiError> {
-        Ok(Kv { store: Store::open_default().map_err(ApiError::storage)? })
+        Ok(Kv {
+            store: Store::open_default().map_err(ApiError::storage)?,
+        })
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, ApiError> {

@@ -38,7 +38,10 @@ fn key_value_round_trip(request: &Request) -> Response {
         .unwrap_or("no-request-id");
     let mut nonce = [0u8; 8];
     if let Err(e) = getrandom::fill(&mut nonce) {
-        return json(503, json!({"status": "error", "error": format!("no random numbers: {e}")}));
+        return json(
+            503,
+            json!({"status": "error", "error": format!("no random numbers: {e}")}),
+        );
     }
     let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
     let key = format!("health-check:{nonce}");
@@ -54,7 +57,10 @@ fn key_value_round_trip(request: &Request) -> Response {
     })();
     match result {
         Ok(true) => json(200, json!({"status": "ok", "store": "default", "key": key})),
-        Ok(false) => json(500, json!({"status": "error", "error": "value read back differs from value written"})),
+        Ok(false) => json(
+            500,
+            json!({"status": "error", "error": "value read back differs from value written"}),
+        ),
         Err(e) => json(503, json!({"status": "error", "error": e.to_string()})),
     }
 }

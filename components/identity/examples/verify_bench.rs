@@ -25,17 +25,31 @@ fn measure(name: &str, iterations: u32, mut op: impl FnMut()) {
 fn main() {
     let key = SigningKey::new("benchmark-signing-key-with-at-least-32-bytes").unwrap();
     let now = now_unix();
-    let (token, _) = AccessToken::issue(&key, "user-1", "tenant-1", Role::Admin, Some("s1"), now, 3600).unwrap();
+    let (token, _) = AccessToken::issue(
+        &key,
+        "user-1",
+        "tenant-1",
+        Role::Admin,
+        Some("s1"),
+        now,
+        3600,
+    )
+    .unwrap();
     let api_key = ApiKey::generate().unwrap();
     let api_key_text = api_key.to_key_string();
     let stored_hash = api_key.secret_hash();
 
-    println!("{:<28} {:>9} {:>9} {:>9}", "operation (ns)", "mean", "p50", "p99");
+    println!(
+        "{:<28} {:>9} {:>9} {:>9}",
+        "operation (ns)", "mean", "p50", "p99"
+    );
     measure("access token verify", 200_000, || {
         black_box(AccessToken::verify(&key, black_box(&token), now).unwrap());
     });
     measure("access token issue", 50_000, || {
-        black_box(AccessToken::issue(&key, "user-1", "tenant-1", Role::Admin, None, now, 3600).unwrap());
+        black_box(
+            AccessToken::issue(&key, "user-1", "tenant-1", Role::Admin, None, now, 3600).unwrap(),
+        );
     });
     measure("api key parse + verify", 200_000, || {
         let parsed = ApiKey::parse(black_box(&api_key_text)).unwrap();

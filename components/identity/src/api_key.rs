@@ -25,7 +25,10 @@ impl std::fmt::Debug for ApiKey {
 
 impl ApiKey {
     pub fn generate() -> Result<Self, IdentityError> {
-        Ok(ApiKey { id: random_id()?, secret: random_token(32)? })
+        Ok(ApiKey {
+            id: random_id()?,
+            secret: random_token(32)?,
+        })
     }
 
     /// Whether `text` looks like an API key rather than a JWT.
@@ -34,13 +37,18 @@ impl ApiKey {
     }
 
     pub fn parse(text: &str) -> Result<Self, IdentityError> {
-        let rest = text.strip_prefix(PREFIX).ok_or(IdentityError::MalformedApiKey)?;
+        let rest = text
+            .strip_prefix(PREFIX)
+            .ok_or(IdentityError::MalformedApiKey)?;
         let (id, secret) = rest.split_once('_').ok_or(IdentityError::MalformedApiKey)?;
         let id_ok = id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit());
         if !id_ok || secret.len() < 20 || secret.len() > 128 {
             return Err(IdentityError::MalformedApiKey);
         }
-        Ok(ApiKey { id: id.to_string(), secret: secret.to_string() })
+        Ok(ApiKey {
+            id: id.to_string(),
+            secret: secret.to_string(),
+        })
     }
 
     /// The full key, shown to its creator once.
@@ -74,7 +82,10 @@ mod tests {
         let parsed = ApiKey::parse(&text).unwrap();
         assert_eq!(parsed, key);
         assert!(parsed.verify(&key.secret_hash()).is_ok());
-        assert_eq!(ApiKey::generate().unwrap().verify(&key.secret_hash()), Err(IdentityError::InvalidApiKey));
+        assert_eq!(
+            ApiKey::generate().unwrap().verify(&key.secret_hash()),
+            Err(IdentityError::InvalidApiKey)
+        );
     }
 
     #[test]
@@ -87,8 +98,18 @@ mod tests {
 
     #[test]
     fn malformed_api_keys_are_rejected() {
-        for bad in ["", "cck_", "cck_short_secretsecretsecretsecret", "xyz_0123456789abcdef_secretsecretsecretsecret", "cck_0123456789abcdef_short"] {
-            assert_eq!(ApiKey::parse(bad), Err(IdentityError::MalformedApiKey), "{bad}");
+        for bad in [
+            "",
+            "cck_",
+            "cck_short_secretsecretsecretsecret",
+            "xyz_0123456789abcdef_secretsecretsecretsecret",
+            "cck_0123456789abcdef_short",
+        ] {
+            assert_eq!(
+                ApiKey::parse(bad),
+                Err(IdentityError::MalformedApiKey),
+                "{bad}"
+            );
         }
     }
 }

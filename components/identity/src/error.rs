@@ -13,7 +13,10 @@ pub enum IdentityError {
     #[error("token is not valid yet")]
     NotYetValid,
     #[error("wrong token type: expected {expected}, got {actual}")]
-    WrongType { expected: &'static str, actual: String },
+    WrongType {
+        expected: &'static str,
+        actual: String,
+    },
     #[error("malformed API key: expected `cck_<id>_<secret>`")]
     MalformedApiKey,
     #[error("invalid API key")]

@@ -35,11 +35,17 @@ impl RefreshToken {
 
     /// Splits a client-supplied token into its id and secret.
     pub fn parse(text: &str) -> Result<Self, IdentityError> {
-        let (id, secret) = text
-            .split_once('.')
-            .ok_or(IdentityError::Malformed("refresh token must be <id>.<secret>"))?;
-        if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) || secret.is_empty() || secret.len() > 128 {
-            return Err(IdentityError::Malformed("refresh token must be <id>.<secret>"));
+        let (id, secret) = text.split_once('.').ok_or(IdentityError::Malformed(
+            "refresh token must be <id>.<secret>",
+        ))?;
+        if id.len() != 16
+            || !id.bytes().all(|b| b.is_ascii_hexdigit())
+            || secret.is_empty()
+            || secret.len() > 128
+        {
+            return Err(IdentityError::Malformed(
+                "refresh token must be <id>.<secret>",
+            ));
         }
         Ok(RefreshToken {
             id: id.to_string(),
@@ -59,7 +65,10 @@ impl RefreshToken {
 
     /// Compares the secret with a stored hash in constant time.
     pub fn matches(&self, stored_hash: &str) -> bool {
-        self.secret_hash().as_bytes().ct_eq(stored_hash.as_bytes()).into()
+        self.secret_hash()
+            .as_bytes()
+            .ct_eq(stored_hash.as_bytes())
+            .into()
     }
 }
 

@@ -33,7 +33,9 @@ impl SigningKey {
         if secret.len() < 32 {
             return Err(IdentityError::WeakKey(secret.len()));
         }
-        Ok(SigningKey { key: secret.as_bytes().to_vec() })
+        Ok(SigningKey {
+            key: secret.as_bytes().to_vec(),
+        })
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -97,7 +99,10 @@ impl AccessToken {
             jti: crate::random_id()?,
             sid: session.map(str::to_string),
         };
-        let header = Header { alg: "HS256".into(), typ: Some("JWT".into()) };
+        let header = Header {
+            alg: "HS256".into(),
+            typ: Some("JWT".into()),
+        };
         let signing_input = format!(
             "{}.{}",
             b64_encode(&serde_json::to_vec(&header).expect("header serialises")),
@@ -119,7 +124,9 @@ impl AccessToken {
         let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
-            return Err(IdentityError::Malformed("expected three dot-separated parts"));
+            return Err(IdentityError::Malformed(
+                "expected three dot-separated parts",
+            ));
         };
 
         // The header is checked first, so `alg: none` never reaches the MAC.
@@ -129,17 +136,22 @@ impl AccessToken {
         if header.alg != "HS256" {
             return Err(IdentityError::UnsupportedAlgorithm(header.alg));
         }
-        let signature = b64_decode(signature_b64).ok_or(IdentityError::Malformed("invalid signature encoding"))?;
+        let signature = b64_decode(signature_b64)
+            .ok_or(IdentityError::Malformed("invalid signature encoding"))?;
         let signing_input = &token[..header_b64.len() + 1 + payload_b64.len()];
         let mut mac = key.mac();
         mac.update(signing_input.as_bytes());
-        mac.verify_slice(&signature).map_err(|_| IdentityError::BadSignature)?;
+        mac.verify_slice(&signature)
+            .map_err(|_| IdentityError::BadSignature)?;
 
         let claims: Claims = b64_decode(payload_b64)
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .ok_or(IdentityError::Malformed("invalid claims"))?;
         if claims.typ != "access" {
-            return Err(IdentityError::WrongType { expected: "access", actual: claims.typ });
+            return Err(IdentityError::WrongType {
+                expected: "access",
+                actual: claims.typ,
+            });
         }
         if claims.iss != ISSUER {
             return Err(IdentityError::Malformed("unknown issuer"));
@@ -165,14 +177,30 @@ mod tests {
     }
 
     fn issue() -> String {
-        AccessToken::issue(&key(), "user1", "tenant1", Role::Admin, Some("s1"), NOW, 3600).unwrap().0
+        AccessToken::issue(
+            &key(),
+            "user1",
+            "tenant1",
+            Role::Admin,
+            Some("s1"),
+            NOW,
+            3600,
+        )
+        .unwrap()
+        .0
     }
 
     fn tamper_claims(token: &str, edit: impl FnOnce(&mut serde_json::Value)) -> String {
         let parts: Vec<&str> = token.split('.').collect();
-        let mut claims: serde_json::Value = serde_json::from_slice(&b64_decode(parts[1]).unwrap()).unwrap();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&b64_decode(parts[1]).unwrap()).unwrap();
         edit(&mut claims);
-        format!("{}.{}.{}", parts[0], b64_encode(claims.to_string().as_bytes()), parts[2])
+        format!(
+            "{}.{}.{}",
+            parts[0],
+            b64_encode(claims.to_string().as_bytes()),
+            parts[2]
+        )
     }
 
     #[test]
@@ -194,18 +222,32 @@ mod tests {
     #[test]
     fn other_key_is_rejected() {
         let other = SigningKey::new("another-signing-key-of-at-least-32-bytes").unwrap();
-        assert_eq!(AccessToken::verify(&other, &issue(), NOW).unwrap_err(), IdentityError::BadSignature);
+        assert_eq!(
+            AccessToken::verify(&other, &issue(), NOW).unwrap_err(),
+            IdentityError::BadSignature
+        );
     }
 
     #[test]
     fn tampered_claims_are_rejected() {
         let forged = tamper_claims(&issue(), |c| c["tid"] = "tenant2".into());
-        assert_eq!(AccessToken::verify(&key(), &forged, NOW).unwrap_err(), IdentityError::BadSignature);
+        assert_eq!(
+            AccessToken::verify(&key(), &forged, NOW).unwrap_err(),
+            IdentityError::BadSignature
+        );
         let extended = tamper_claims(&issue(), |c| c["exp"] = (NOW + 999_999).into());
-        assert_eq!(AccessToken::verify(&key(), &extended, NOW).unwrap_err(), IdentityError::BadSignature);
-        let member = AccessToken::issue(&key(), "u", "t", Role::Member, None, NOW, 60).unwrap().0;
+        assert_eq!(
+            AccessToken::verify(&key(), &extended, NOW).unwrap_err(),
+            IdentityError::BadSignature
+        );
+        let member = AccessToken::issue(&key(), "u", "t", Role::Member, None, NOW, 60)
+            .unwrap()
+            .0;
         let promoted = tamper_claims(&member, |c| c["role"] = "admin".into());
-        assert_eq!(AccessToken::verify(&key(), &promoted, NOW).unwrap_err(), IdentityError::BadSignature);
+        assert_eq!(
+            AccessToken::verify(&key(), &promoted, NOW).unwrap_err(),
+            IdentityError::BadSignature
+        );
     }
 
     #[test]
@@ -213,33 +255,54 @@ mod tests {
         let token = issue();
         let payload = token.split('.').nth(1).unwrap();
         let header = b64_encode(br#"{"alg":"none","typ":"JWT"}"#);
-        for forged in [format!("{header}.{payload}."), format!("{header}.{payload}")] {
+        for forged in [
+            format!("{header}.{payload}."),
+            format!("{header}.{payload}"),
+        ] {
             let err = AccessToken::verify(&key(), &forged, NOW).unwrap_err();
             assert!(
-                matches!(err, IdentityError::UnsupportedAlgorithm(_) | IdentityError::Malformed(_)),
+                matches!(
+                    err,
+                    IdentityError::UnsupportedAlgorithm(_) | IdentityError::Malformed(_)
+                ),
                 "{err:?}"
             );
         }
         let header = b64_encode(br#"{"alg":"HS512"}"#);
-        let err = AccessToken::verify(&key(), &format!("{header}.{payload}.AAAA"), NOW).unwrap_err();
+        let err =
+            AccessToken::verify(&key(), &format!("{header}.{payload}.AAAA"), NOW).unwrap_err();
         assert_eq!(err, IdentityError::UnsupportedAlgorithm("HS512".into()));
     }
 
     #[test]
     fn garbage_is_malformed() {
         for bad in ["", "a.b", "a.b.c.d", "!!!.@@@.###", &"x".repeat(5000)] {
-            assert!(matches!(AccessToken::verify(&key(), bad, NOW), Err(IdentityError::Malformed(_))), "{bad}");
+            assert!(
+                matches!(
+                    AccessToken::verify(&key(), bad, NOW),
+                    Err(IdentityError::Malformed(_))
+                ),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn future_token_is_not_valid_yet() {
-        let token = AccessToken::issue(&key(), "u", "t", Role::Member, None, NOW + 3600, 60).unwrap().0;
-        assert_eq!(AccessToken::verify(&key(), &token, NOW).unwrap_err(), IdentityError::NotYetValid);
+        let token = AccessToken::issue(&key(), "u", "t", Role::Member, None, NOW + 3600, 60)
+            .unwrap()
+            .0;
+        assert_eq!(
+            AccessToken::verify(&key(), &token, NOW).unwrap_err(),
+            IdentityError::NotYetValid
+        );
     }
 
     #[test]
     fn short_key_is_rejected() {
-        assert_eq!(SigningKey::new("short").unwrap_err(), IdentityError::WeakKey(5));
+        assert_eq!(
+            SigningKey::new("short").unwrap_err(),
+            IdentityError::WeakKey(5)
+        );
     }
 }

@@ -27,25 +27,44 @@ async fn handle(request: Request) -> Response {
 }
 
 async fn route(request: &Request) -> ApiResult {
-    let path = header(request, "spin-path-info").unwrap_or("").trim_end_matches('/').to_string();
+    let path = header(request, "spin-path-info")
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
     let caller = authenticate(request, &Kv::open()?)?;
     match (path.as_str(), request.method()) {
         ("/response-rate", Method::Post) => predict(request, &caller.tenant_id).await,
         ("/response-rate", Method::Get) => model_info().await,
-        ("/response-rate", method) => Err(ApiError::new(405, format!("method {method} is not allowed on {path}"))),
-        _ => Err(ApiError::not_found(&format!("endpoint /api/v1/predict{path}"))),
+        ("/response-rate", method) => Err(ApiError::new(
+            405,
+            format!("method {method} is not allowed on {path}"),
+        )),
+        _ => Err(ApiError::not_found(&format!(
+            "endpoint /api/v1/predict{path}"
+        ))),
     }
 }
 
 async fn predict(request: &Request, tenant_id: &str) -> ApiResult {
     let content_type = header(request, "content-type").unwrap_or("");
-    if !content_type.to_ascii_lowercase().starts_with("application/json") {
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
         return Err(ApiError::new(415, "send the body as application/json"));
     }
     if request.body().len() > MAX_BODY_BYTES {
-        return Err(ApiError::new(413, format!("request body is larger than {MAX_BODY_BYTES} bytes")));
+        return Err(ApiError::new(
+            413,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        ));
     }
-    let (status, body) = call_models(Method::Post, "/v1/response-rate/predict", request.body().to_vec()).await?;
+    let (status, body) = call_models(
+        Method::Post,
+        "/v1/response-rate/predict",
+        request.body().to_vec(),
+    )
+    .await?;
     if status == 200 {
         eprintln!("predict: tenant={tenant_id} scored response rate");
     }
@@ -74,7 +93,8 @@ async fn model_info() -> ApiResult {
 
 /// Calls the models service and returns its status and JSON body.
 async fn call_models(method: Method, path: &str, body: Vec<u8>) -> Result<(u16, Value), ApiError> {
-    let base = spin_sdk::variables::get("models_url").unwrap_or_else(|_| "http://models.copycar.internal".into());
+    let base = spin_sdk::variables::get("models_url")
+        .unwrap_or_else(|_| "http://models.copycar.internal".into());
     let request = Request::builder()
         .method(method)
         .uri(format!("{}{path}", base.trim_end_matches('/')))
@@ -86,8 +106,7 @@ async fn call_models(method: Method, path: &str, body: Vec<u8>) -> Result<(u16, 
         ApiError::new(503, "the models service is unavailable")
     })?;
     let status = *response.status();
-    let body: Value = serde_json::from_slice(response.body()).unwrap_or_else(|_| {
-        json!({"error": String::from_utf8_lossy(response.body())})
-    });
+    let body: Value = serde_json::from_slice(response.body())
+        .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(response.body())}));
     Ok((status, body))
 }

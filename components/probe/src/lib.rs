@@ -43,7 +43,10 @@ async fn handle(request: Request) -> Response {
             Ok(value) => json(200, json!({"name": name, "value": value})),
             Err(e) => json(404, json!({"name": name, "error": e.to_string()})),
         },
-        ["env", name] => json(200, json!({"name": name, "value": std::env::var(name).ok()})),
+        ["env", name] => json(
+            200,
+            json!({"name": name, "value": std::env::var(name).ok()}),
+        ),
         ["headers"] => {
             let headers: serde_json::Map<String, Value> = request
                 .headers()
@@ -58,12 +61,19 @@ async fn handle(request: Request) -> Response {
             let previous = std::mem::replace(&mut *REMEMBERED.lock().unwrap(), value);
             json(200, json!({"previous": previous}))
         }
-        _ => json(404, json!({"error": format!("no probe endpoint {path_info}")})),
+        _ => json(
+            404,
+            json!({"error": format!("no probe endpoint {path_info}")}),
+        ),
     }
 }
 
 fn header(request: &Request, name: &str) -> String {
-    request.header(name).and_then(|v| v.as_str()).unwrap_or("").to_string()
+    request
+        .header(name)
+        .and_then(|v| v.as_str())
+        .unwrap_or("")
+        .to_string()
 }
 
 fn query_value(request: &Request, key: &str) -> Option<String> {
@@ -82,12 +92,13 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
         }
         out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
         i += 1;
@@ -122,25 +133,38 @@ async fn fetch(request: &Request) -> Response {
         Err(e) => return json(502, json!({"url": url, "error": e})),
     };
     let status = *first.status();
-    let location = first.header("location").and_then(|v| v.as_str()).map(str::to_string);
-    if follow && (300..400).contains(&status) {
-        if let Some(next) = location {
-            return match get(&next).await {
-                Ok(second) => json(200, json!({
+    let location = first
+        .header("location")
+        .and_then(|v| v.as_str())
+        .map(str::to_string);
+    if follow
+        && (300..400).contains(&status)
+        && let Some(next) = location
+    {
+        return match get(&next).await {
+            Ok(second) => json(
+                200,
+                json!({
                     "url": next,
                     "redirected_from": url,
                     "status": second.status(),
                     "body": String::from_utf8_lossy(second.body()),
-                })),
-                Err(e) => json(502, json!({"url": next, "redirected_from": url, "error": e})),
-            };
-        }
+                }),
+            ),
+            Err(e) => json(
+                502,
+                json!({"url": next, "redirected_from": url, "error": e}),
+            ),
+        };
     }
-    json(200, json!({
-        "url": url,
-        "status": status,
-        "body": String::from_utf8_lossy(first.body()),
-    }))
+    json(
+        200,
+        json!({
+            "url": url,
+            "status": status,
+            "body": String::from_utf8_lossy(first.body()),
+        }),
+    )
 }
 
 async fn get(url: &str) -> Result<Response, String> {
@@ -168,13 +192,21 @@ fn key_value_op(request: &Request, store_label: &str, key: &str) -> Response {
     };
     let result = match request.method() {
         Method::Get => store.get(key).map(|value| match value {
-            Some(bytes) => json(200, json!({"key": key, "value": String::from_utf8_lossy(&bytes)})),
+            Some(bytes) => json(
+                200,
+                json!({"key": key, "value": String::from_utf8_lossy(&bytes)}),
+            ),
             None => json(404, json!({"key": key, "error": "not found"})),
         }),
-        Method::Put => store
-            .set(key, request.body())
-            .map(|()| json(200, json!({"key": key, "stored_bytes": request.body().len()}))),
-        Method::Delete => store.delete(key).map(|()| json(200, json!({"key": key, "deleted": true}))),
+        Method::Put => store.set(key, request.body()).map(|()| {
+            json(
+                200,
+                json!({"key": key, "stored_bytes": request.body().len()}),
+            )
+        }),
+        Method::Delete => store
+            .delete(key)
+            .map(|()| json(200, json!({"key": key, "deleted": true}))),
         _ => Ok(json(405, json!({"error": "use GET, PUT or DELETE"}))),
     };
     result.unwrap_or_else(|e| kv_error(store_label, e))
@@ -187,7 +219,10 @@ fn kv_error(store: &str, error: key_value::Error) -> Response {
         key_value::Error::StoreTableFull => (503, "store-table-full"),
         key_value::Error::Other(_) => (500, "other"),
     };
-    json(status, json!({"store": store, "error": kind, "message": error.to_string()}))
+    json(
+        status,
+        json!({"store": store, "error": kind, "message": error.to_string()}),
+    )
 }
 
 fn json(status: u16, body: Value) -> Response {

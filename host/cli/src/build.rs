@@ -40,7 +40,10 @@ pub(crate) fn build_components(app: &App, only: &[String]) -> anyhow::Result<()>
     let mut built = 0;
     for component in selected {
         let Some(build) = &component.build else {
-            println!("Component `{}` has no build command; skipping", component.id);
+            println!(
+                "Component `{}` has no build command; skipping",
+                component.id
+            );
             continue;
         };
         for command in &build.commands {
@@ -51,7 +54,9 @@ pub(crate) fn build_components(app: &App, only: &[String]) -> anyhow::Result<()>
                 .current_dir(&build.workdir)
                 .envs(&build.environment)
                 .status()
-                .with_context(|| format!("failed to start `{command}` in {}", build.workdir.display()))?;
+                .with_context(|| {
+                    format!("failed to start `{command}` in {}", build.workdir.display())
+                })?;
             anyhow::ensure!(
                 status.success(),
                 "build command for component `{}` failed ({status}): {command}",

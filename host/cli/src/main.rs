@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
-#[command(name = "copycar", version, about = "Runs Spin applications of WASI HTTP components on the copycar host")]
+#[command(
+    name = "copycar",
+    version,
+    about = "Runs Spin applications of WASI HTTP components on the copycar host"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,8 +55,9 @@ fn run() -> anyhow::Result<()> {
 
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime_cranelift=warn,cranelift=warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,wasmtime_cranelift=warn,cranelift=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -69,5 +74,9 @@ fn run() -> anyhow::Result<()> {
 
 /// `--from` accepts a manifest file or a directory holding `spin.toml`.
 pub(crate) fn manifest_path(from: &Path) -> PathBuf {
-    if from.is_dir() { from.join("spin.toml") } else { from.to_path_buf() }
+    if from.is_dir() {
+        from.join("spin.toml")
+    } else {
+        from.to_path_buf()
+    }
 }

@@ -38,7 +38,10 @@ impl ModelsService {
     /// Loads the active version, if the registry has one, and starts the
     /// task that reloads on promotion.
     pub fn start(registry: Registry) -> ModelsService {
-        let service = ModelsService { registry, current: Arc::new(RwLock::new(None)) };
+        let service = ModelsService {
+            registry,
+            current: Arc::new(RwLock::new(None)),
+        };
         service.reload();
         let watcher = service.clone();
         tokio::spawn(async move {
@@ -52,7 +55,11 @@ impl ModelsService {
     }
 
     fn current_version(&self) -> Option<String> {
-        self.current.read().unwrap().as_ref().map(|l| l.version.clone())
+        self.current
+            .read()
+            .unwrap()
+            .as_ref()
+            .map(|l| l.version.clone())
     }
 
     /// Loads the active version when it differs from the one in memory.
@@ -77,10 +84,15 @@ impl ModelsService {
         match self.registry.load(&active) {
             Ok((model, card)) => {
                 tracing::info!(registry = %root, version = %active, "loaded response-rate model");
-                *self.current.write().unwrap() =
-                    Some(Loaded { version: active, model: Arc::new(model), card: Arc::new(card) });
+                *self.current.write().unwrap() = Some(Loaded {
+                    version: active,
+                    model: Arc::new(model),
+                    card: Arc::new(card),
+                });
             }
-            Err(e) => tracing::error!(registry = %root, version = %active, error = %e, "failed to load response-rate model"),
+            Err(e) => {
+                tracing::error!(registry = %root, version = %active, error = %e, "failed to load response-rate model")
+            }
         }
     }
 
@@ -108,21 +120,36 @@ impl InternalService for ModelsService {
             let (parts, body) = request.request.into_parts();
             let path = parts.uri.path().trim_end_matches('/');
             if path != "/v1/response-rate" && path != "/v1/response-rate/predict" {
-                return reply(404, json!({"error": format!("no endpoint {path} on models.copycar.internal")}));
+                return reply(
+                    404,
+                    json!({"error": format!("no endpoint {path} on models.copycar.internal")}),
+                );
             }
             let Some((version, model, card)) = service.snapshot() else {
-                return reply(503, json!({"error": "no response-rate model is loaded; train one with `copycar train response-rate`"}));
+                return reply(
+                    503,
+                    json!({"error": "no response-rate model is loaded; train one with `copycar train response-rate`"}),
+                );
             };
             match (parts.method.as_str(), path) {
-                ("GET", "/v1/response-rate") => reply(200, json!({"version": version, "card": *card})),
+                ("GET", "/v1/response-rate") => {
+                    reply(200, json!({"version": version, "card": *card}))
+                }
                 ("POST", "/v1/response-rate/predict") => predict(model, &version, &body).await,
-                _ => reply(405, json!({"error": "use GET /v1/response-rate or POST /v1/response-rate/predict"})),
+                _ => reply(
+                    405,
+                    json!({"error": "use GET /v1/response-rate or POST /v1/response-rate/predict"}),
+                ),
             }
         })
     }
 }
 
-async fn predict(model: Arc<ResponseRateModel>, version: &str, body: &[u8]) -> http::Response<Bytes> {
+async fn predict(
+    model: Arc<ResponseRateModel>,
+    version: &str,
+    body: &[u8],
+) -> http::Response<Bytes> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Batch {
@@ -133,7 +160,10 @@ async fn predict(model: Arc<ResponseRateModel>, version: &str, body: &[u8]) -> h
         Err(e) => return reply(400, json!({"error": format!("invalid JSON body: {e}")})),
     };
     if batch.records.is_empty() || batch.records.len() > MAX_RECORDS {
-        return reply(400, json!({"error": format!("send 1 to {MAX_RECORDS} records"), "field": "records"}));
+        return reply(
+            400,
+            json!({"error": format!("send 1 to {MAX_RECORDS} records"), "field": "records"}),
+        );
     }
 
     // Validate row by row first, so an error can name the record.
@@ -145,7 +175,10 @@ async fn predict(model: Arc<ResponseRateModel>, version: &str, body: &[u8]) -> h
     let records = batch.records;
     let result = tokio::task::spawn_blocking(move || model.predict(&records)).await;
     match result {
-        Ok(Ok(predictions)) => reply(200, json!({"model": {"name": "response-rate", "version": version}, "predictions": predictions})),
+        Ok(Ok(predictions)) => reply(
+            200,
+            json!({"model": {"name": "response-rate", "version": version}, "predictions": predictions}),
+        ),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "response-rate prediction failed");
             reply(500, json!({"error": "prediction failed"}))

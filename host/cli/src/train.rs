@@ -35,10 +35,18 @@ enum TrainModel {
 
 pub(crate) fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     match args.model {
-        TrainModel::ResponseRate { data, registry, seed, promote } => {
+        TrainModel::ResponseRate {
+            data,
+            registry,
+            seed,
+            promote,
+        } => {
             anyhow::ensure!(data.is_file(), "--data {}: no such file", data.display());
             let registry = Registry::open(registry);
-            let config = TrainConfig { seed, ..TrainConfig::default() };
+            let config = TrainConfig {
+                seed,
+                ..TrainConfig::default()
+            };
             eprintln!("Training response-rate model on {}", data.display());
             let run = train_from_csv(&data, &registry, config, seed, |p| {
                 eprintln!(
@@ -98,14 +106,21 @@ pub(crate) fn run_models(args: ModelsArgs) -> anyhow::Result<()> {
                 println!("No versions in {}", registry.root().display());
             }
             for version in versions {
-                let marker = if active.as_deref() == Some(version.as_str()) { " (active)" } else { "" };
+                let marker = if active.as_deref() == Some(version.as_str()) {
+                    " (active)"
+                } else {
+                    ""
+                };
                 println!("{version}{marker}");
             }
             Ok(())
         }
         ModelsCommand::Promote { version } => {
             registry.promote(&version)?;
-            println!("Promoted {version} to active in {}", registry.root().display());
+            println!(
+                "Promoted {version} to active in {}",
+                registry.root().display()
+            );
             Ok(())
         }
     }

@@ -2,7 +2,9 @@
 
 use clap::Args;
 use copycar_manifest::App;
-use copycar_runtime::{Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection, ServiceRegistry};
+use copycar_runtime::{
+    Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection, ServiceRegistry,
+};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -69,11 +71,17 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         .with_section(&runtime_config.sandbox)?
         .with_section(&overrides)?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        app.manifest_path().parent().unwrap_or(std::path::Path::new(".")).join(".copycar")
+        app.manifest_path()
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join(".copycar")
     });
 
     let models_dir = args.models_dir.clone().unwrap_or_else(|| {
-        app.manifest_path().parent().unwrap_or(std::path::Path::new(".")).join("models/registry")
+        app.manifest_path()
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("models/registry")
     });
     let mut services = ServiceRegistry::default();
     let models = crate::models_service::ModelsService::start(copycar_models::Registry::open(

@@ -50,7 +50,10 @@ impl AllowedHost {
         })?;
         let scheme = match scheme {
             "*" => None,
-            s if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) => {
+            s if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
                 Some(s.to_ascii_lowercase())
             }
             _ => return Err(format!("`{raw}` has an invalid scheme `{scheme}`")),
@@ -61,7 +64,9 @@ impl AllowedHost {
             ));
         }
         if rest.contains('@') {
-            return Err(format!("`{raw}` contains user information, which is not allowed"));
+            return Err(format!(
+                "`{raw}` contains user information, which is not allowed"
+            ));
         }
         let (host, port) = split_host_port(rest).map_err(|e| format!("`{raw}`: {e}"))?;
         let host = parse_host(host).map_err(|e| format!("`{raw}`: {e}"))?;
@@ -141,7 +146,9 @@ fn split_host_port(rest: &str) -> Result<(&str, Option<&str>), String> {
     }
     match rest.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => Ok((host, Some(port))),
-        Some(_) => Err("IPv6 addresses must be written in brackets, as in `http://[::1]:8080`".into()),
+        Some(_) => {
+            Err("IPv6 addresses must be written in brackets, as in `http://[::1]:8080`".into())
+        }
         None => Ok((rest, None)),
     }
 }
@@ -158,13 +165,18 @@ fn parse_host(host: &str) -> Result<HostPattern, String> {
         return Ok(HostPattern::Exact(host));
     }
     let (pattern, name) = match host.strip_prefix("*.") {
-        Some(suffix) => (HostPattern::Subdomains(format!(".{suffix}")), suffix.to_string()),
+        Some(suffix) => (
+            HostPattern::Subdomains(format!(".{suffix}")),
+            suffix.to_string(),
+        ),
         None => (HostPattern::Exact(host.clone()), host.clone()),
     };
     let labels_ok = name.split('.').all(|label| {
         !label.is_empty()
             && label.len() <= 63
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     });
     if !labels_ok {
         return Err(format!(

@@ -84,13 +84,20 @@ pub enum TriggerRoute {
 impl App {
     /// Reads and checks the manifest at `path`.
     pub fn load(path: &Path) -> Result<App, ManifestError> {
-        let text = read_limited(path, MAX_MANIFEST_BYTES).map_err(|source| ManifestError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            read_limited(path, MAX_MANIFEST_BYTES).map_err(|source| ManifestError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
         let dir = path
             .parent()
-            .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
             .unwrap_or(Path::new("."));
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         Self::parse(&text, path, &dir)
@@ -108,7 +115,10 @@ impl App {
         // Check the version first, so a version 1 manifest gets that message
         // rather than a list of fields version 2 does not know.
         let table: toml::Table = toml::from_str(text).map_err(syntax)?;
-        match table.get("spin_manifest_version").or_else(|| table.get("spin_version")) {
+        match table
+            .get("spin_manifest_version")
+            .or_else(|| table.get("spin_version"))
+        {
             Some(toml::Value::Integer(2)) => {}
             Some(toml::Value::String(s)) if s == "2" => {}
             Some(other) => {
@@ -117,7 +127,12 @@ impl App {
                     format!("expected 2, found {other}; copycar reads Spin manifest version 2"),
                 ));
             }
-            None => return Err(field("spin_manifest_version", "is missing; add `spin_manifest_version = 2`".into())),
+            None => {
+                return Err(field(
+                    "spin_manifest_version",
+                    "is missing; add `spin_manifest_version = 2`".into(),
+                ));
+            }
         }
         let raw: RawManifest = toml::Value::Table(table).try_into().map_err(syntax)?;
         if raw.application.name.trim().is_empty() {
@@ -134,7 +149,10 @@ impl App {
                 ));
             }
             if var.required && var.default.is_some() {
-                return Err(field(&at, "a variable cannot be both `required` and have a `default`".into()));
+                return Err(field(
+                    &at,
+                    "a variable cannot be both `required` and have a `default`".into(),
+                ));
             }
             variables.insert(
                 name,
@@ -147,7 +165,12 @@ impl App {
             );
         }
 
-        let base = match raw.application.trigger.get("http").and_then(|t| t.get("base")) {
+        let base = match raw
+            .application
+            .trigger
+            .get("http")
+            .and_then(|t| t.get("base"))
+        {
             None => "/".to_string(),
             Some(toml::Value::String(b)) if b.starts_with('/') => b.clone(),
             Some(other) => {
@@ -169,7 +192,8 @@ impl App {
             if kind != "http" {
                 return Err(field(
                     &format!("trigger.{kind}"),
-                    "only HTTP triggers (`[[trigger.http]]`) are supported by the copycar host".into(),
+                    "only HTTP triggers (`[[trigger.http]]`) are supported by the copycar host"
+                        .into(),
                 ));
             }
             for (index, table) in triggers.into_iter().enumerate() {
@@ -250,7 +274,11 @@ impl App {
 
     /// Components that at least one HTTP trigger serves.
     pub fn triggered_components(&self) -> impl Iterator<Item = &Component> {
-        let mut ids: Vec<&str> = self.http_triggers.iter().map(|t| t.component.as_str()).collect();
+        let mut ids: Vec<&str> = self
+            .http_triggers
+            .iter()
+            .map(|t| t.component.as_str())
+            .collect();
         ids.sort();
         ids.dedup();
         ids.into_iter().filter_map(|id| self.components.get(id))
@@ -261,9 +289,12 @@ impl App {
 /// joined by single `-`, starting with a letter.
 fn is_valid_component_id(id: &str) -> bool {
     id.starts_with(|c: char| c.is_ascii_lowercase())
-        && id
-            .split('-')
-            .all(|word| !word.is_empty() && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
+        && id.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
 }
 
 fn check_component(
@@ -291,7 +322,12 @@ fn check_component(
                 "remote sources (`url` and `digest`) are not supported; download the file and give its local path".into(),
             ));
         }
-        other => return Err(field("source", format!("expected the path of a .wasm file, found {other}"))),
+        other => {
+            return Err(field(
+                "source",
+                format!("expected the path of a .wasm file, found {other}"),
+            ));
+        }
     };
     if raw.allowed_http_hosts.is_some() {
         return Err(field(
@@ -302,11 +338,17 @@ fn check_component(
     for (key, present) in [
         ("sqlite_databases", !raw.sqlite_databases.is_empty()),
         ("ai_models", !raw.ai_models.is_empty()),
-        ("files", !raw.files.is_empty() || !raw.exclude_files.is_empty()),
+        (
+            "files",
+            !raw.files.is_empty() || !raw.exclude_files.is_empty(),
+        ),
         ("dependencies", raw.dependencies.is_some()),
     ] {
         if present {
-            return Err(field(key, "is not supported by the copycar host; remove it".into()));
+            return Err(field(
+                key,
+                "is not supported by the copycar host; remove it".into(),
+            ));
         }
     }
 
@@ -325,15 +367,25 @@ fn check_component(
 
     for (name, value) in &raw.environment {
         if name.is_empty() || name.contains(['=', '\0']) {
-            return Err(field("environment", format!("invalid variable name `{name}`: it must be non-empty without `=` or NUL")));
+            return Err(field(
+                "environment",
+                format!("invalid variable name `{name}`: it must be non-empty without `=` or NUL"),
+            ));
         }
         if value.contains('\0') {
-            return Err(field("environment", format!("the value of `{name}` contains a NUL character")));
+            return Err(field(
+                "environment",
+                format!("the value of `{name}` contains a NUL character"),
+            ));
         }
     }
 
     for label in &raw.key_value_stores {
-        if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+        if label.is_empty()
+            || !label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
             return Err(field(
                 "key_value_stores",
                 format!("invalid store label `{label}`: use letters, digits, `_` and `-`"),
@@ -391,8 +443,14 @@ fn check_component(
     })
 }
 
-fn check_references(template: &Template, app_variables: &BTreeMap<String, Variable>) -> Result<(), String> {
-    match template.variables().find(|name| !app_variables.contains_key(*name)) {
+fn check_references(
+    template: &Template,
+    app_variables: &BTreeMap<String, Variable>,
+) -> Result<(), String> {
+    match template
+        .variables()
+        .find(|name| !app_variables.contains_key(*name))
+    {
         Some(name) => Err(format!(
             "refers to `{{{{ {name} }}}}`, which is not declared in `[variables]`"
         )),
@@ -413,7 +471,8 @@ fn check_trigger(
             return Err(ManifestError::field(
                 path,
                 format!("{at}.component"),
-                "inline components are not supported; declare `[component.<id>]` and name it here".to_string(),
+                "inline components are not supported; declare `[component.<id>]` and name it here"
+                    .to_string(),
             ));
         }
         other => {
@@ -428,7 +487,9 @@ fn check_trigger(
         return Err(ManifestError::field(
             path,
             format!("{at}.component"),
-            format!("component `{component}` is not declared; add a `[component.{component}]` table"),
+            format!(
+                "component `{component}` is not declared; add a `[component.{component}]` table"
+            ),
         ));
     }
     let route_error = |message: String| ManifestError::field(path, format!("{at}.route"), message);
@@ -436,7 +497,11 @@ fn check_trigger(
         toml::Value::String(route) => RawRoute::Path(route),
         toml::Value::Table(table) => match (table.get("private"), table.len()) {
             (Some(toml::Value::Boolean(private)), 1) => RawRoute::Private(*private),
-            _ => return Err(route_error("expected a path such as \"/api/...\" or `{ private = true }`".into())),
+            _ => {
+                return Err(route_error(
+                    "expected a path such as \"/api/...\" or `{ private = true }`".into(),
+                ));
+            }
         },
         other => {
             return Err(route_error(format!(
@@ -448,7 +513,8 @@ fn check_trigger(
         RawRoute::Private(true) => TriggerRoute::Private,
         RawRoute::Private(false) => {
             return Err(route_error(
-                "`{ private = false }` is not a route; give a path such as \"/api/...\"".to_string(),
+                "`{ private = false }` is not a route; give a path such as \"/api/...\""
+                    .to_string(),
             ));
         }
         RawRoute::Path(route) => {
@@ -458,10 +524,16 @@ fn check_trigger(
                 Some("must start with `/`")
             } else if route.chars().any(|c| c.is_control() || c.is_whitespace()) {
                 Some("must not contain spaces or control characters")
-            } else if route.len() > 1 && segments.iter().any(|s| s.is_empty() || *s == "." || *s == "..") {
+            } else if route.len() > 1
+                && segments
+                    .iter()
+                    .any(|s| s.is_empty() || *s == "." || *s == "..")
+            {
                 Some("must not contain empty, `.` or `..` segments")
             } else if route.split('/').any(|segment| segment.starts_with(':')) {
-                Some("route parameters (`:name`) are not supported; use a `/...` wildcard and read `spin-path-info`")
+                Some(
+                    "route parameters (`:name`) are not supported; use a `/...` wildcard and read `spin-path-info`",
+                )
             } else if route.contains("...") && !(route.ends_with("/...")) {
                 Some("`...` is only allowed as the last segment, as in `/api/...`")
             } else if route.contains(['?', '#']) {
@@ -470,7 +542,11 @@ fn check_trigger(
                 None
             };
             if let Some(problem) = problem {
-                return Err(ManifestError::field(path, format!("{at}.route"), format!("`{route}` {problem}")));
+                return Err(ManifestError::field(
+                    path,
+                    format!("{at}.route"),
+                    format!("`{route}` {problem}"),
+                ));
             }
             TriggerRoute::Path(join_base(base, &route))
         }
@@ -485,12 +561,18 @@ const MAX_MANIFEST_BYTES: u64 = 1 << 20;
 pub fn read_limited(path: &Path, limit: u64) -> std::io::Result<String> {
     let metadata = std::fs::metadata(path)?;
     if !metadata.is_file() {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     if metadata.len() > limit {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("file is {} bytes, larger than the limit of {limit}", metadata.len()),
+            format!(
+                "file is {} bytes, larger than the limit of {limit}",
+                metadata.len()
+            ),
         ));
     }
     std::fs::read_to_string(path)

@@ -24,7 +24,11 @@ pub enum ManifestError {
 }
 
 impl ManifestError {
-    pub(crate) fn field(path: &std::path::Path, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn field(
+        path: &std::path::Path,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ManifestError::Field {
             path: path.to_path_buf(),
             field: field.into(),

@@ -16,7 +16,10 @@ mod router;
 mod template;
 
 pub use allowed_hosts::{AllowedHost, AllowedHosts, HostPattern, PortPattern};
-pub use app::{read_limited, App, BuildConfig, Component, ComponentVariable, HttpTrigger, TriggerRoute, Variable};
+pub use app::{
+    App, BuildConfig, Component, ComponentVariable, HttpTrigger, TriggerRoute, Variable,
+    read_limited,
+};
 pub use error::ManifestError;
 pub use router::{RouteMatch, Router};
 pub use template::{Template, is_valid_variable_name};

@@ -76,7 +76,7 @@ impl Router {
         }
         router
             .wildcards
-            .sort_by(|(a, _), (b, _)| b.len().cmp(&a.len()));
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         Ok(router)
     }
 
@@ -173,7 +173,10 @@ mod tests {
         assert_eq!(m.component_route, "/api");
         assert_eq!(m.path_info, "/users/7");
         assert_eq!(r.route("/api").unwrap().path_info, "");
-        assert!(r.route("/apix").is_none(), "a prefix must end at a segment boundary");
+        assert!(
+            r.route("/apix").is_none(),
+            "a prefix must end at a segment boundary"
+        );
     }
 
     #[test]

@@ -72,7 +72,10 @@ impl Template {
     /// Expands the template, looking each variable up with `lookup`.
     ///
     /// Returns the name of the first variable that `lookup` cannot resolve.
-    pub fn render<'a>(&self, mut lookup: impl FnMut(&str) -> Option<&'a str>) -> Result<String, String> {
+    pub fn render<'a>(
+        &self,
+        mut lookup: impl FnMut(&str) -> Option<&'a str>,
+    ) -> Result<String, String> {
         let mut out = String::with_capacity(self.raw.len());
         for part in &self.parts {
             match part {

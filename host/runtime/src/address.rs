@@ -23,7 +23,10 @@ pub(crate) fn is_link_local_or_metadata(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => v4.is_link_local() || v4 == Ipv4Addr::new(100, 100, 100, 200),
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => is_link_local_or_metadata(IpAddr::V4(v4)),
-            None => (v6.segments()[0] & 0xffc0) == 0xfe80 || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254),
+            None => {
+                (v6.segments()[0] & 0xffc0) == 0xfe80
+                    || v6 == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)
+            }
         },
     }
 }
@@ -64,7 +67,12 @@ fn restricted_v6(ip: Ipv6Addr) -> Option<&'static str> {
     let segments = ip.segments();
     if segments[0] == 0x64 && segments[1] == 0xff9b && segments[2..6] == [0, 0, 0, 0] {
         let [_, _, _, _, _, _, hi, lo] = segments;
-        return restricted_v4(Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8));
+        return restricted_v4(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        ));
     }
     if ip.is_loopback() {
         Some("loopback")
@@ -124,7 +132,13 @@ mod tests {
 
     #[test]
     fn metadata_addresses_are_recognised() {
-        for addr in ["169.254.169.254", "100.100.100.200", "fd00:ec2::254", "fe80::1", "::ffff:169.254.169.254"] {
+        for addr in [
+            "169.254.169.254",
+            "100.100.100.200",
+            "fd00:ec2::254",
+            "fe80::1",
+            "::ffff:169.254.169.254",
+        ] {
             assert!(is_link_local_or_metadata(addr.parse().unwrap()), "{addr}");
         }
         for addr in ["127.0.0.1", "10.0.0.1", "::1"] {
@@ -134,7 +148,13 @@ mod tests {
 
     #[test]
     fn public_addresses_are_not_restricted() {
-        for addr in ["93.184.216.34", "1.1.1.1", "172.32.0.1", "2606:4700::1111", "::ffff:1.1.1.1"] {
+        for addr in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "::ffff:1.1.1.1",
+        ] {
             assert_eq!(reason(addr), None, "{addr}");
         }
     }

@@ -59,21 +59,33 @@ pub struct SandboxSection {
 impl RuntimeConfig {
     /// Reads the file at `path`, naming it in every error.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text = copycar_manifest::read_limited(path, 1 << 20)
-            .map_err(|e| anyhow::anyhow!("failed to read runtime config {}: {e}", path.display()))?;
-        let config: RuntimeConfig = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid runtime config {}: {}", path.display(), e.to_string().trim_end()))?;
+        let text = copycar_manifest::read_limited(path, 1 << 20).map_err(|e| {
+            anyhow::anyhow!("failed to read runtime config {}: {e}", path.display())
+        })?;
+        let config: RuntimeConfig = toml::from_str(&text).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid runtime config {}: {}",
+                path.display(),
+                e.to_string().trim_end()
+            )
+        })?;
         for (label, store) in &config.key_value_store {
             // Labels name files under the data directory, so they must not
             // contain path separators.
-            if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if label.is_empty()
+                || !label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 anyhow::bail!(
                     "invalid runtime config {}: key_value_store label `{label}` may contain only letters, digits, `_` and `-`",
                     path.display()
                 );
             }
             if let KeyValueStoreConfig::Redis { url } = store
-                && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://"))
+                && !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("redis+unix://"))
             {
                 anyhow::bail!(
                     "invalid runtime config {}: key_value_store.{label}.url `{url}` must start with redis://, rediss:// or redis+unix://",
@@ -154,12 +166,19 @@ mod tests {
         )
         .unwrap();
         let config = RuntimeConfig::load(&path).unwrap();
-        assert_eq!(config.key_value_store["default"], KeyValueStoreConfig::Redb { path: None });
+        assert_eq!(
+            config.key_value_store["default"],
+            KeyValueStoreConfig::Redb { path: None }
+        );
         assert_eq!(
             config.key_value_store["cache"],
-            KeyValueStoreConfig::Redis { url: "redis://127.0.0.1:1".into() }
+            KeyValueStoreConfig::Redis {
+                url: "redis://127.0.0.1:1".into()
+            }
         );
-        let limits = SandboxLimits::default().with_section(&config.sandbox).unwrap();
+        let limits = SandboxLimits::default()
+            .with_section(&config.sandbox)
+            .unwrap();
         assert_eq!(limits.memory_limit, 16 << 20);
         assert_eq!(limits.request_timeout, Duration::from_secs(30));
     }
@@ -172,7 +191,11 @@ mod tests {
         let err = RuntimeConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("runtime.toml"), "{err}");
         assert!(err.contains("memcached"), "{err}");
-        std::fs::write(&path, "[key_value_store.x]\ntype = \"redis\"\nurl = \"http://x\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "[key_value_store.x]\ntype = \"redis\"\nurl = \"http://x\"\n",
+        )
+        .unwrap();
         let err = RuntimeConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("must start with redis://"), "{err}");
         std::fs::write(&path, "[key_value_store.\"../../x\"]\ntype = \"redb\"\n").unwrap();
@@ -182,9 +205,15 @@ mod tests {
 
     #[test]
     fn sandbox_rejects_out_of_range_values() {
-        let zero = SandboxSection { request_timeout_ms: Some(0), ..Default::default() };
+        let zero = SandboxSection {
+            request_timeout_ms: Some(0),
+            ..Default::default()
+        };
         assert!(SandboxLimits::default().with_section(&zero).is_err());
-        let huge = SandboxSection { memory_limit_mb: Some(100_000), ..Default::default() };
+        let huge = SandboxSection {
+            memory_limit_mb: Some(100_000),
+            ..Default::default()
+        };
         assert!(SandboxLimits::default().with_section(&huge).is_err());
     }
 }

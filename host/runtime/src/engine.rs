@@ -6,7 +6,9 @@ use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wasmtime::component::Component;
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig,
+};
 
 /// How often the epoch advances. Deadlines are checked at this granularity.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -103,11 +105,23 @@ impl CompileCache {
     }
 
     /// Loads the component at `wasm_path`, from the cache when possible.
-    pub fn load(&self, engine: &Engine, id: &str, wasm_path: &Path) -> anyhow::Result<(Component, CacheOutcome)> {
+    pub fn load(
+        &self,
+        engine: &Engine,
+        id: &str,
+        wasm_path: &Path,
+    ) -> anyhow::Result<(Component, CacheOutcome)> {
         let metadata = std::fs::metadata(wasm_path).map_err(|e| {
-            anyhow::anyhow!("component `{id}`: failed to read {}: {e} (build it with `copycar build`)", wasm_path.display())
+            anyhow::anyhow!(
+                "component `{id}`: failed to read {}: {e} (build it with `copycar build`)",
+                wasm_path.display()
+            )
         })?;
-        anyhow::ensure!(metadata.is_file(), "component `{id}`: {} is not a regular file", wasm_path.display());
+        anyhow::ensure!(
+            metadata.is_file(),
+            "component `{id}`: {} is not a regular file",
+            wasm_path.display()
+        );
         anyhow::ensure!(
             metadata.len() <= MAX_COMPONENT_BYTES,
             "component `{id}`: {} is {} bytes, larger than the limit of {MAX_COMPONENT_BYTES}",
@@ -129,14 +143,24 @@ impl CompileCache {
             // name), in a directory only this host writes to.
             match unsafe { Component::deserialize_file(engine, &cached) } {
                 Ok(component) => return Ok((component, CacheOutcome::Hit)),
-                Err(e) => tracing::warn!(component = id, path = %cached.display(), error = %e, "ignoring unreadable compile cache entry"),
+                Err(e) => {
+                    tracing::warn!(component = id, path = %cached.display(), error = %e, "ignoring unreadable compile cache entry")
+                }
             }
         }
 
         let started = Instant::now();
-        let component = Component::new(engine, &bytes)
-            .map_err(|e| anyhow::anyhow!("component `{id}`: failed to compile {}: {e:#}", wasm_path.display()))?;
-        tracing::info!(component = id, elapsed_ms = started.elapsed().as_millis() as u64, "compiled component");
+        let component = Component::new(engine, &bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "component `{id}`: failed to compile {}: {e:#}",
+                wasm_path.display()
+            )
+        })?;
+        tracing::info!(
+            component = id,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "compiled component"
+        );
         if let Err(e) = self.store(&cached, &component) {
             tracing::warn!(component = id, path = %cached.display(), error = %e, "failed to write compile cache entry");
         }

@@ -41,12 +41,22 @@ pub struct Rate {
 impl Rate {
     /// Parses `N/s`, `N/min`, `N/hour`, or a multiple such as `N/15min`.
     pub fn parse(text: &str) -> Result<Rate, String> {
-        let invalid = || format!("invalid rate `{text}`: write N/s, N/min, N/hour or N/<k>min, for example 60/min");
+        let invalid = || {
+            format!(
+                "invalid rate `{text}`: write N/s, N/min, N/hour or N/<k>min, for example 60/min"
+            )
+        };
         let (count, period) = text.trim().split_once('/').ok_or_else(invalid)?;
         let count: u32 = count.trim().parse().map_err(|_| invalid())?;
         let period = period.trim();
-        let digits_end = period.find(|c: char| !c.is_ascii_digit()).unwrap_or(period.len());
-        let multiple: u64 = if digits_end == 0 { 1 } else { period[..digits_end].parse().map_err(|_| invalid())? };
+        let digits_end = period
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(period.len());
+        let multiple: u64 = if digits_end == 0 {
+            1
+        } else {
+            period[..digits_end].parse().map_err(|_| invalid())?
+        };
         let unit_secs = match &period[digits_end..] {
             "s" | "sec" | "second" => 1,
             "m" | "min" | "minute" => 60,
@@ -57,7 +67,10 @@ impl Rate {
         if count == 0 || seconds == 0 {
             return Err(invalid());
         }
-        Ok(Rate { capacity: f64::from(count), per_second: f64::from(count) / seconds as f64 })
+        Ok(Rate {
+            capacity: f64::from(count),
+            per_second: f64::from(count) / seconds as f64,
+        })
     }
 }
 
@@ -88,27 +101,47 @@ impl GatewayConfig {
     /// Reads the gateway table of `app`; an absent table means no policies.
     pub fn from_app(app: &App) -> anyhow::Result<Self> {
         let file = app.manifest_path().display().to_string();
-        let mut config = GatewayConfig { signing_key_variable: "token_signing_key".into(), ..Default::default() };
+        let mut config = GatewayConfig {
+            signing_key_variable: "token_signing_key".into(),
+            ..Default::default()
+        };
         let Some(table) = app.tool("copycar").and_then(|t| t.get("gateway")) else {
             return Ok(config);
         };
         let field = |name: &str, message: String| {
-            anyhow::anyhow!("invalid manifest {file}: field `application.tool.copycar.gateway.{name}`: {message}")
+            anyhow::anyhow!(
+                "invalid manifest {file}: field `application.tool.copycar.gateway.{name}`: {message}"
+            )
         };
-        let table = table.as_table().ok_or_else(|| field("", "must be a table".into()))?;
+        let table = table
+            .as_table()
+            .ok_or_else(|| field("", "must be a table".into()))?;
         for key in table.keys() {
             if !["cors_origins", "signing_key_variable", "routes"].contains(&key.as_str()) {
-                return Err(field(key, "unknown field; expected cors_origins, signing_key_variable or routes".into()));
+                return Err(field(
+                    key,
+                    "unknown field; expected cors_origins, signing_key_variable or routes".into(),
+                ));
             }
         }
         if let Some(origins) = table.get("cors_origins") {
-            let origins = origins.as_array().ok_or_else(|| field("cors_origins", "must be a list of origins".into()))?;
+            let origins = origins
+                .as_array()
+                .ok_or_else(|| field("cors_origins", "must be a list of origins".into()))?;
             for origin in origins {
-                let origin = origin.as_str().ok_or_else(|| field("cors_origins", "must be a list of strings".into()))?;
-                let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
-                let is_origin = host.is_some_and(|h| !h.is_empty() && !h.contains(['/', ' ', '?', '#']));
+                let origin = origin
+                    .as_str()
+                    .ok_or_else(|| field("cors_origins", "must be a list of strings".into()))?;
+                let host = origin
+                    .strip_prefix("https://")
+                    .or_else(|| origin.strip_prefix("http://"));
+                let is_origin =
+                    host.is_some_and(|h| !h.is_empty() && !h.contains(['/', ' ', '?', '#']));
                 if !is_origin && origin != "*" {
-                    return Err(field("cors_origins", format!("`{origin}` is not an origin such as https://app.example.com")));
+                    return Err(field(
+                        "cors_origins",
+                        format!("`{origin}` is not an origin such as https://app.example.com"),
+                    ));
                 }
                 config.cors_origins.push(origin.to_string());
             }
@@ -120,15 +153,26 @@ impl GatewayConfig {
                 .to_string();
         }
         if let Some(routes) = table.get("routes") {
-            let routes = routes.as_array().ok_or_else(|| field("routes", "must be an array of tables".into()))?;
+            let routes = routes
+                .as_array()
+                .ok_or_else(|| field("routes", "must be an array of tables".into()))?;
             for (index, route) in routes.iter().enumerate() {
                 let at = format!("routes[{index}]");
-                let route = route.as_table().ok_or_else(|| field(&at, "must be a table".into()))?;
-                config.routes.push(parse_route(route).map_err(|(key, message)| field(&format!("{at}.{key}"), message))?);
+                let route = route
+                    .as_table()
+                    .ok_or_else(|| field(&at, "must be a table".into()))?;
+                config.routes.push(
+                    parse_route(route)
+                        .map_err(|(key, message)| field(&format!("{at}.{key}"), message))?,
+                );
             }
         }
-        let routes = config.routes.iter().map(|r| (r.route.as_str(), r.route.as_str()));
-        Router::build(routes).map_err(|dup| field("routes", format!("route `{}` has two policies", dup.route)))?;
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| (r.route.as_str(), r.route.as_str()));
+        Router::build(routes)
+            .map_err(|dup| field("routes", format!("route `{}` has two policies", dup.route)))?;
         Ok(config)
     }
 }
@@ -137,7 +181,12 @@ fn parse_route(table: &toml::Table) -> Result<RoutePolicy, (String, String)> {
     let mut policy = RoutePolicy::default();
     for (key, value) in table {
         let rate = |v: &toml::Value| -> Result<Rate, (String, String)> {
-            let text = v.as_str().ok_or_else(|| (key.clone(), "must be a string such as \"60/min\"".to_string()))?;
+            let text = v.as_str().ok_or_else(|| {
+                (
+                    key.clone(),
+                    "must be a string such as \"60/min\"".to_string(),
+                )
+            })?;
             Rate::parse(text).map_err(|e| (key.clone(), e))
         };
         match key.as_str() {
@@ -149,7 +198,10 @@ fn parse_route(table: &toml::Table) -> Result<RoutePolicy, (String, String)> {
                 policy.route = route.to_string();
             }
             "max_body_bytes" => {
-                let n = value.as_integer().filter(|n| *n > 0).ok_or_else(|| (key.clone(), "must be a positive integer".to_string()))?;
+                let n = value
+                    .as_integer()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| (key.clone(), "must be a positive integer".to_string()))?;
                 policy.max_body_bytes = Some(n as u64);
             }
             "rate_per_client" => policy.per_client = Some(rate(value)?),
@@ -160,7 +212,12 @@ fn parse_route(table: &toml::Table) -> Result<RoutePolicy, (String, String)> {
                 let n = value
                     .as_integer()
                     .filter(|n| (1..=10_000).contains(n))
-                    .ok_or_else(|| (key.clone(), "must be an integer from 1 to 10000".to_string()))?;
+                    .ok_or_else(|| {
+                        (
+                            key.clone(),
+                            "must be an integer from 1 to 10000".to_string(),
+                        )
+                    })?;
                 policy.max_concurrent = Some(n as u32);
             }
             _ => return Err((key.clone(), "unknown field".into())),
@@ -233,18 +290,36 @@ impl Gateway {
     pub fn new(config: GatewayConfig, signing_key: Option<SigningKey>) -> Self {
         // The router maps each route to the index of its policy.
         let names: Vec<String> = (0..config.routes.len()).map(|i| i.to_string()).collect();
-        let router = Router::build(config.routes.iter().zip(&names).map(|(r, n)| (r.route.as_str(), n.as_str())))
-            .expect("routes were checked for duplicates when the config was read");
+        let router = Router::build(
+            config
+                .routes
+                .iter()
+                .zip(&names)
+                .map(|(r, n)| (r.route.as_str(), n.as_str())),
+        )
+        .expect("routes were checked for duplicates when the config was read");
         let slots = config
             .routes
             .iter()
-            .map(|r| r.max_concurrent.map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n as usize))))
+            .map(|r| {
+                r.max_concurrent
+                    .map(|n| std::sync::Arc::new(tokio::sync::Semaphore::new(n as usize)))
+            })
             .collect();
-        Gateway { config, router, signing_key, buckets: Mutex::new(HashMap::new()), slots }
+        Gateway {
+            config,
+            router,
+            signing_key,
+            buckets: Mutex::new(HashMap::new()),
+            slots,
+        }
     }
 
     /// The route's concurrency limit, if it has one.
-    pub fn slots(&self, policy: (usize, &RoutePolicy)) -> Option<std::sync::Arc<tokio::sync::Semaphore>> {
+    pub fn slots(
+        &self,
+        policy: (usize, &RoutePolicy),
+    ) -> Option<std::sync::Arc<tokio::sync::Semaphore>> {
         self.slots.get(policy.0).cloned().flatten()
     }
 
@@ -261,10 +336,20 @@ impl Gateway {
 
     /// Identifies the caller from `Authorization: Bearer` or `x-api-key`.
     /// Credentials that do not verify count as anonymous.
-    pub async fn principal(&self, headers: &http::HeaderMap, kv: &KeyValueStores, now_unix: u64) -> Principal {
-        let credential = match headers.get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+    pub async fn principal(
+        &self,
+        headers: &http::HeaderMap,
+        kv: &KeyValueStores,
+        now_unix: u64,
+    ) -> Principal {
+        let credential = match headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        {
             Some(value) => match value.trim().split_once(' ') {
-                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => token.trim().to_string(),
+                Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                    token.trim().to_string()
+                }
                 _ => return Principal::Anonymous,
             },
             None => match headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
@@ -273,10 +358,18 @@ impl Gateway {
             },
         };
         if ApiKey::looks_like(&credential) {
-            let Ok(key) = ApiKey::parse(&credential) else { return Principal::Anonymous };
-            let Some(store) = kv.get("default") else { return Principal::Anonymous };
-            let Ok(Some(bytes)) = store.get(&keys::api_key(&key.id)).await else { return Principal::Anonymous };
-            let Ok(record) = serde_json::from_slice::<ApiKeyRecord>(&bytes) else { return Principal::Anonymous };
+            let Ok(key) = ApiKey::parse(&credential) else {
+                return Principal::Anonymous;
+            };
+            let Some(store) = kv.get("default") else {
+                return Principal::Anonymous;
+            };
+            let Ok(Some(bytes)) = store.get(&keys::api_key(&key.id)).await else {
+                return Principal::Anonymous;
+            };
+            let Ok(record) = serde_json::from_slice::<ApiKeyRecord>(&bytes) else {
+                return Principal::Anonymous;
+            };
             return match key.verify(&record.secret_hash) {
                 Ok(()) => Principal::ApiKey(record.id),
                 Err(_) => Principal::Anonymous,
@@ -293,7 +386,12 @@ impl Gateway {
 
     /// Takes one token from every bucket that applies, or reports the
     /// first limit that is exhausted (taking nothing in that case).
-    pub fn admit(&self, policy: (usize, &RoutePolicy), client: &str, principal: &Principal) -> Result<(), Limited> {
+    pub fn admit(
+        &self,
+        policy: (usize, &RoutePolicy),
+        client: &str,
+        principal: &Principal,
+    ) -> Result<(), Limited> {
         let (index, policy) = policy;
         let mut wanted: Vec<(Dimension, Rate, &'static str)> = Vec::new();
         if let Some(rate) = policy.failed_logins_per_client {
@@ -304,17 +402,29 @@ impl Gateway {
             ));
         }
         if let Some(rate) = policy.per_client {
-            wanted.push((Dimension::Client(client.to_string()), rate, "rate limit for this client address exceeded"));
+            wanted.push((
+                Dimension::Client(client.to_string()),
+                rate,
+                "rate limit for this client address exceeded",
+            ));
         }
         match principal {
             Principal::ApiKey(id) => {
                 if let Some(rate) = policy.per_key {
-                    wanted.push((Dimension::Key(id.clone()), rate, "rate limit for this API key exceeded"));
+                    wanted.push((
+                        Dimension::Key(id.clone()),
+                        rate,
+                        "rate limit for this API key exceeded",
+                    ));
                 }
             }
             Principal::Subject(subject) => {
                 if let Some(rate) = policy.per_subject {
-                    wanted.push((Dimension::Subject(subject.clone()), rate, "rate limit for this user exceeded"));
+                    wanted.push((
+                        Dimension::Subject(subject.clone()),
+                        rate,
+                        "rate limit for this user exceeded",
+                    ));
                 }
             }
             Principal::Anonymous => {}
@@ -329,12 +439,16 @@ impl Gateway {
             prune(&mut buckets, now);
         }
         for (dimension, rate, reason) in &wanted {
-            let bucket = buckets
-                .entry((index, dimension.clone()))
-                .or_insert(Bucket { tokens: rate.capacity, updated: now });
+            let bucket = buckets.entry((index, dimension.clone())).or_insert(Bucket {
+                tokens: rate.capacity,
+                updated: now,
+            });
             bucket.refill(*rate, now);
             if bucket.tokens < 1.0 {
-                return Err(Limited { reason, retry_after_secs: bucket.wait(*rate) });
+                return Err(Limited {
+                    reason,
+                    retry_after_secs: bucket.wait(*rate),
+                });
             }
         }
         for (dimension, _, _) in wanted {
@@ -351,12 +465,15 @@ impl Gateway {
     /// gives the token back.
     pub fn record_response(&self, policy: (usize, &RoutePolicy), client: &str, status: u16) {
         let (index, policy) = policy;
-        let Some(rate) = policy.failed_logins_per_client else { return };
+        let Some(rate) = policy.failed_logins_per_client else {
+            return;
+        };
         if status == 401 {
             return;
         }
         let mut buckets = self.buckets.lock().unwrap();
-        if let Some(bucket) = buckets.get_mut(&(index, Dimension::FailedLogin(client.to_string()))) {
+        if let Some(bucket) = buckets.get_mut(&(index, Dimension::FailedLogin(client.to_string())))
+        {
             bucket.tokens = (bucket.tokens + 1.0).min(rate.capacity);
         }
     }
@@ -364,7 +481,9 @@ impl Gateway {
 
 /// Drops buckets idle long enough to be full again; they carry no state.
 fn prune(buckets: &mut HashMap<(usize, Dimension), Bucket>, now: Instant) {
-    buckets.retain(|_, bucket| now.saturating_duration_since(bucket.updated) < Duration::from_secs(3600));
+    buckets.retain(|_, bucket| {
+        now.saturating_duration_since(bucket.updated) < Duration::from_secs(3600)
+    });
 }
 
 #[cfg(test)]
@@ -372,29 +491,70 @@ mod tests {
     use super::*;
 
     fn policy(per_client: &str) -> RoutePolicy {
-        RoutePolicy { route: "/x".into(), per_client: Some(Rate::parse(per_client).unwrap()), ..Default::default() }
+        RoutePolicy {
+            route: "/x".into(),
+            per_client: Some(Rate::parse(per_client).unwrap()),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn rates_parse_units_and_multiples() {
-        assert_eq!(Rate::parse("60/min").unwrap(), Rate { capacity: 60.0, per_second: 1.0 });
-        assert_eq!(Rate::parse("10/s").unwrap(), Rate { capacity: 10.0, per_second: 10.0 });
-        assert_eq!(Rate::parse("10/15min").unwrap(), Rate { capacity: 10.0, per_second: 10.0 / 900.0 });
+        assert_eq!(
+            Rate::parse("60/min").unwrap(),
+            Rate {
+                capacity: 60.0,
+                per_second: 1.0
+            }
+        );
+        assert_eq!(
+            Rate::parse("10/s").unwrap(),
+            Rate {
+                capacity: 10.0,
+                per_second: 10.0
+            }
+        );
+        assert_eq!(
+            Rate::parse("10/15min").unwrap(),
+            Rate {
+                capacity: 10.0,
+                per_second: 10.0 / 900.0
+            }
+        );
         assert_eq!(Rate::parse("3600/hour").unwrap().per_second, 1.0);
-        for bad in ["", "10", "0/min", "x/min", "10/fortnight", "10/0min", "-1/s"] {
+        for bad in [
+            "",
+            "10",
+            "0/min",
+            "x/min",
+            "10/fortnight",
+            "10/0min",
+            "-1/s",
+        ] {
             assert!(Rate::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn bucket_allows_burst_then_limits() {
-        let gateway = Gateway::new(GatewayConfig { routes: vec![policy("3/hour")], ..Default::default() }, None);
+        let gateway = Gateway::new(
+            GatewayConfig {
+                routes: vec![policy("3/hour")],
+                ..Default::default()
+            },
+            None,
+        );
         let p = gateway.policy("/x").unwrap();
         for _ in 0..3 {
             assert!(gateway.admit(p, "1.2.3.4", &Principal::Anonymous).is_ok());
         }
-        let limited = gateway.admit(p, "1.2.3.4", &Principal::Anonymous).unwrap_err();
-        assert_eq!(limited.reason, "rate limit for this client address exceeded");
+        let limited = gateway
+            .admit(p, "1.2.3.4", &Principal::Anonymous)
+            .unwrap_err();
+        assert_eq!(
+            limited.reason,
+            "rate limit for this client address exceeded"
+        );
         assert!(limited.retry_after_secs > 1000, "{limited:?}");
         // Another client has its own bucket.
         assert!(gateway.admit(p, "5.6.7.8", &Principal::Anonymous).is_ok());
@@ -407,7 +567,13 @@ mod tests {
             failed_logins_per_client: Some(Rate::parse("2/hour").unwrap()),
             ..Default::default()
         };
-        let gateway = Gateway::new(GatewayConfig { routes: vec![route], ..Default::default() }, None);
+        let gateway = Gateway::new(
+            GatewayConfig {
+                routes: vec![route],
+                ..Default::default()
+            },
+            None,
+        );
         let p = gateway.policy("/login").unwrap();
         // A failure keeps the token admission took; a success returns it.
         assert!(gateway.admit(p, "c", &Principal::Anonymous).is_ok());
@@ -426,11 +592,17 @@ mod tests {
 
     #[test]
     fn route_tables_parse_and_reject_bad_values() {
-        let table: toml::Table = toml::from_str("route = \"/a\"\nmax_concurrent = 4\nrate_per_key = \"5/s\"").unwrap();
+        let table: toml::Table =
+            toml::from_str("route = \"/a\"\nmax_concurrent = 4\nrate_per_key = \"5/s\"").unwrap();
         let policy = parse_route(&table).unwrap();
         assert_eq!(policy.max_concurrent, Some(4));
         assert_eq!(policy.per_key, Some(Rate::parse("5/s").unwrap()));
-        for bad in ["route = \"/a\"\nmax_concurrent = 0", "route = \"a\"", "max_body_bytes = 5", "route = \"/a\"\nspeed = 1"] {
+        for bad in [
+            "route = \"/a\"\nmax_concurrent = 0",
+            "route = \"a\"",
+            "max_body_bytes = 5",
+            "route = \"/a\"\nspeed = 1",
+        ] {
             let table: toml::Table = toml::from_str(bad).unwrap();
             assert!(parse_route(&table).is_err(), "{bad}");
         }
@@ -442,7 +614,13 @@ mod tests {
         login.route = "/api/login".into();
         let mut api = policy("100/s");
         api.route = "/api/...".into();
-        let gateway = Gateway::new(GatewayConfig { routes: vec![api, login], ..Default::default() }, None);
+        let gateway = Gateway::new(
+            GatewayConfig {
+                routes: vec![api, login],
+                ..Default::default()
+            },
+            None,
+        );
         assert_eq!(gateway.policy("/api/login").unwrap().1.route, "/api/login");
         assert_eq!(gateway.policy("/api/other").unwrap().1.route, "/api/...");
         assert!(gateway.policy("/elsewhere").is_none());

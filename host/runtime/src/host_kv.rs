@@ -34,8 +34,11 @@ impl HostState {
 impl key_value::Host for HostState {}
 
 impl key_value::HostStore for HostState {
-    async fn open(&mut self, label: String) -> wasmtime::Result<Result<Resource<OpenStore>, Error>> {
-        if !self.component.key_value_stores.iter().any(|l| *l == label) {
+    async fn open(
+        &mut self,
+        label: String,
+    ) -> wasmtime::Result<Result<Resource<OpenStore>, Error>> {
+        if !self.component.key_value_stores.contains(&label) {
             tracing::warn!(component = %self.component.id, store = %label, "key-value store not granted in manifest");
             return Ok(Err(Error::AccessDenied));
         }
@@ -45,12 +48,19 @@ impl key_value::HostStore for HostState {
         if self.open_stores >= MAX_OPEN_STORES {
             return Ok(Err(Error::StoreTableFull));
         }
-        let store = OpenStore { label, backend: backend.clone() };
+        let store = OpenStore {
+            label,
+            backend: backend.clone(),
+        };
         self.open_stores += 1;
         Ok(Ok(self.table.push(store)?))
     }
 
-    async fn get(&mut self, handle: Resource<OpenStore>, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
+    async fn get(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<Option<Vec<u8>>, Error>> {
         let store = self.open_store(&handle)?;
         Ok(match store.backend.get(&key).await {
             Ok(v) => Ok(v),
@@ -58,7 +68,12 @@ impl key_value::HostStore for HostState {
         })
     }
 
-    async fn set(&mut self, handle: Resource<OpenStore>, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), Error>> {
+    async fn set(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), Error>> {
         let store = self.open_store(&handle)?;
         Ok(match store.backend.set(&key, &value).await {
             Ok(()) => Ok(()),
@@ -66,7 +81,11 @@ impl key_value::HostStore for HostState {
         })
     }
 
-    async fn delete(&mut self, handle: Resource<OpenStore>, key: String) -> wasmtime::Result<Result<(), Error>> {
+    async fn delete(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<(), Error>> {
         let store = self.open_store(&handle)?;
         Ok(match store.backend.delete(&key).await {
             Ok(()) => Ok(()),
@@ -74,7 +93,11 @@ impl key_value::HostStore for HostState {
         })
     }
 
-    async fn exists(&mut self, handle: Resource<OpenStore>, key: String) -> wasmtime::Result<Result<bool, Error>> {
+    async fn exists(
+        &mut self,
+        handle: Resource<OpenStore>,
+        key: String,
+    ) -> wasmtime::Result<Result<bool, Error>> {
         let store = self.open_store(&handle)?;
         Ok(match store.backend.exists(&key).await {
             Ok(v) => Ok(v),
@@ -82,7 +105,10 @@ impl key_value::HostStore for HostState {
         })
     }
 
-    async fn get_keys(&mut self, handle: Resource<OpenStore>) -> wasmtime::Result<Result<Vec<String>, Error>> {
+    async fn get_keys(
+        &mut self,
+        handle: Resource<OpenStore>,
+    ) -> wasmtime::Result<Result<Vec<String>, Error>> {
         let store = self.open_store(&handle)?;
         Ok(match store.backend.keys().await {
             Ok(v) => Ok(v),

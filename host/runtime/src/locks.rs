@@ -102,15 +102,15 @@ impl InternalService for LocksService {
         Box::pin(async move {
             let (parts, body) = request.request.into_parts();
             if parts.method != http::Method::POST {
-                return json_response(StatusCode::METHOD_NOT_ALLOWED, &json!({"error": "use POST"}));
+                return json_response(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &json!({"error": "use POST"}),
+                );
             }
             let namespaced = |key: &str| format!("{}\u{0}{key}", request.caller);
-            let check_key = |key: &str| {
-                if key.is_empty() || key.len() > MAX_KEY_LEN {
-                    Err(bad_request(format!("key must be 1 to {MAX_KEY_LEN} bytes")))
-                } else {
-                    Ok(())
-                }
+            let invalid_key = |key: &str| {
+                (key.is_empty() || key.len() > MAX_KEY_LEN)
+                    .then(|| bad_request(format!("key must be 1 to {MAX_KEY_LEN} bytes")))
             };
             match parts.uri.path() {
                 "/claim" => {
@@ -118,8 +118,8 @@ impl InternalService for LocksService {
                         Ok(b) => b,
                         Err(e) => return bad_request(format!("invalid claim request: {e}")),
                     };
-                    if let Err(r) = check_key(&body.key) {
-                        return r;
+                    if let Some(response) = invalid_key(&body.key) {
+                        return response;
                     }
                     if !(1..=366 * 24 * 3600).contains(&body.ttl_secs) {
                         return bad_request("ttl_secs must be from 1 to 31622400".into());
@@ -135,14 +135,17 @@ impl InternalService for LocksService {
                         Ok(b) => b,
                         Err(e) => return bad_request(format!("invalid count request: {e}")),
                     };
-                    if let Err(r) = check_key(&body.key) {
-                        return r;
+                    if let Some(response) = invalid_key(&body.key) {
+                        return response;
                     }
                     if !(1..=7 * 24 * 3600).contains(&body.window_secs) {
                         return bad_request("window_secs must be from 1 to 604800".into());
                     }
-                    let (count, remaining) =
-                        service.count(namespaced(&body.key), Duration::from_secs(body.window_secs), path == "/count");
+                    let (count, remaining) = service.count(
+                        namespaced(&body.key),
+                        Duration::from_secs(body.window_secs),
+                        path == "/count",
+                    );
                     json_response(
                         StatusCode::OK,
                         &json!({
@@ -157,7 +160,12 @@ impl InternalService for LocksService {
                         Ok(b) => b,
                         Err(e) => return bad_request(format!("invalid reset request: {e}")),
                     };
-                    service.state.lock().unwrap().counters.remove(&namespaced(&body.key));
+                    service
+                        .state
+                        .lock()
+                        .unwrap()
+                        .counters
+                        .remove(&namespaced(&body.key));
                     json_response(StatusCode::OK, &json!({"reset": true}))
                 }
                 path => json_response(
@@ -181,18 +189,35 @@ mod tests {
         assert!(locks.claim("b".into(), Duration::from_secs(60)));
         assert!(locks.claim("c".into(), Duration::from_millis(1)));
         std::thread::sleep(Duration::from_millis(5));
-        assert!(locks.claim("c".into(), Duration::from_secs(60)), "an expired claim can be taken again");
+        assert!(
+            locks.claim("c".into(), Duration::from_secs(60)),
+            "an expired claim can be taken again"
+        );
     }
 
     #[test]
     fn counter_counts_within_window() {
         let locks = LocksService::default();
         for expected in 1..=3 {
-            assert_eq!(locks.count("k".into(), Duration::from_secs(60), true).0, expected);
+            assert_eq!(
+                locks.count("k".into(), Duration::from_secs(60), true).0,
+                expected
+            );
         }
         assert_eq!(locks.count("k".into(), Duration::from_secs(60), false).0, 3);
-        assert_eq!(locks.count("short".into(), Duration::from_millis(1), true).0, 1);
+        assert_eq!(
+            locks
+                .count("short".into(), Duration::from_millis(1), true)
+                .0,
+            1
+        );
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(locks.count("short".into(), Duration::from_millis(1), true).0, 1, "a new window starts at zero");
+        assert_eq!(
+            locks
+                .count("short".into(), Duration::from_millis(1), true)
+                .0,
+            1,
+            "a new window starts at zero"
+        );
     }
 }

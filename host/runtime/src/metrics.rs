@@ -26,7 +26,8 @@ impl Histogram {
             self.counts[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(value.as_nanos() as u64, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(value.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -39,7 +40,11 @@ impl Histogram {
         let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {count}");
         let trimmed = labels.trim_end_matches(',');
-        let braced = if trimmed.is_empty() { String::new() } else { format!("{{{trimmed}}}") };
+        let braced = if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("{{{trimmed}}}")
+        };
         let _ = writeln!(out, "{name}_sum{braced} {sum}");
         let _ = writeln!(out, "{name}_count{braced} {count}");
     }
@@ -82,15 +87,30 @@ impl Metrics {
 
     /// Counts a request that ended in a trap, timeout or memory-limit failure.
     pub fn failure(&self, component: &str, kind: &'static str) {
-        *self.failures.lock().unwrap().entry((component.to_string(), kind)).or_default() += 1;
+        *self
+            .failures
+            .lock()
+            .unwrap()
+            .entry((component.to_string(), kind))
+            .or_default() += 1;
     }
 
     pub fn outbound(&self, component: &str, outcome: &'static str) {
-        *self.outbound.lock().unwrap().entry((component.to_string(), outcome)).or_default() += 1;
+        *self
+            .outbound
+            .lock()
+            .unwrap()
+            .entry((component.to_string(), outcome))
+            .or_default() += 1;
     }
 
     pub fn compile_cache(&self, outcome: &'static str) {
-        *self.compile_cache.lock().unwrap().entry(outcome).or_default() += 1;
+        *self
+            .compile_cache
+            .lock()
+            .unwrap()
+            .entry(outcome)
+            .or_default() += 1;
     }
 
     pub fn instance_started(&self) {
@@ -111,25 +131,41 @@ impl Metrics {
         out.push_str("# HELP copycar_http_requests_total HTTP requests handled, by component and status code.\n");
         out.push_str("# TYPE copycar_http_requests_total counter\n");
         for ((component, status), n) in self.requests.lock().unwrap().iter() {
-            let _ = writeln!(out, "copycar_http_requests_total{{component=\"{component}\",code=\"{status}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "copycar_http_requests_total{{component=\"{component}\",code=\"{status}\"}} {n}"
+            );
         }
         out.push_str("# HELP copycar_http_request_duration_seconds Time from request arrival to response head.\n");
         out.push_str("# TYPE copycar_http_request_duration_seconds histogram\n");
         for (component, histogram) in self.durations.lock().unwrap().iter() {
-            histogram.render(&mut out, "copycar_http_request_duration_seconds", &format!("component=\"{component}\","));
+            histogram.render(
+                &mut out,
+                "copycar_http_request_duration_seconds",
+                &format!("component=\"{component}\","),
+            );
         }
-        out.push_str("# HELP copycar_instantiation_duration_seconds Time to create a component instance.\n");
+        out.push_str(
+            "# HELP copycar_instantiation_duration_seconds Time to create a component instance.\n",
+        );
         out.push_str("# TYPE copycar_instantiation_duration_seconds histogram\n");
-        self.instantiation.render(&mut out, "copycar_instantiation_duration_seconds", "");
+        self.instantiation
+            .render(&mut out, "copycar_instantiation_duration_seconds", "");
         out.push_str("# HELP copycar_instance_failures_total Requests ended by a trap, timeout or memory limit.\n");
         out.push_str("# TYPE copycar_instance_failures_total counter\n");
         for ((component, kind), n) in self.failures.lock().unwrap().iter() {
-            let _ = writeln!(out, "copycar_instance_failures_total{{component=\"{component}\",kind=\"{kind}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "copycar_instance_failures_total{{component=\"{component}\",kind=\"{kind}\"}} {n}"
+            );
         }
         out.push_str("# HELP copycar_outbound_requests_total Outbound HTTP requests from components, by outcome.\n");
         out.push_str("# TYPE copycar_outbound_requests_total counter\n");
         for ((component, outcome), n) in self.outbound.lock().unwrap().iter() {
-            let _ = writeln!(out, "copycar_outbound_requests_total{{component=\"{component}\",outcome=\"{outcome}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "copycar_outbound_requests_total{{component=\"{component}\",outcome=\"{outcome}\"}} {n}"
+            );
         }
         out.push_str("# HELP copycar_active_instances Component instances currently running.\n");
         out.push_str("# TYPE copycar_active_instances gauge\n");
@@ -137,7 +173,10 @@ impl Metrics {
         out.push_str("# HELP copycar_component_compilations_total Component loads, by compile-cache outcome.\n");
         out.push_str("# TYPE copycar_component_compilations_total counter\n");
         for (outcome, n) in self.compile_cache.lock().unwrap().iter() {
-            let _ = writeln!(out, "copycar_component_compilations_total{{cache=\"{outcome}\"}} {n}");
+            let _ = writeln!(
+                out,
+                "copycar_component_compilations_total{{cache=\"{outcome}\"}} {n}"
+            );
         }
         out
     }
@@ -154,11 +193,22 @@ mod tests {
         metrics.request("health", 200, Duration::from_millis(3));
         metrics.request("health", 500, Duration::from_secs(10));
         let text = metrics.render();
-        assert!(text.contains("copycar_http_requests_total{component=\"health\",code=\"200\"} 2"), "{text}");
+        assert!(
+            text.contains("copycar_http_requests_total{component=\"health\",code=\"200\"} 2"),
+            "{text}"
+        );
         assert!(text.contains("copycar_http_requests_total{component=\"health\",code=\"500\"} 1"));
-        assert!(text.contains("copycar_http_request_duration_seconds_bucket{component=\"health\",le=\"0.0001\"} 1"));
-        assert!(text.contains("copycar_http_request_duration_seconds_bucket{component=\"health\",le=\"0.005\"} 2"));
-        assert!(text.contains("copycar_http_request_duration_seconds_bucket{component=\"health\",le=\"+Inf\"} 3"));
-        assert!(text.contains("copycar_http_request_duration_seconds_count{component=\"health\"} 3"));
+        assert!(text.contains(
+            "copycar_http_request_duration_seconds_bucket{component=\"health\",le=\"0.0001\"} 1"
+        ));
+        assert!(text.contains(
+            "copycar_http_request_duration_seconds_bucket{component=\"health\",le=\"0.005\"} 2"
+        ));
+        assert!(text.contains(
+            "copycar_http_request_duration_seconds_bucket{component=\"health\",le=\"+Inf\"} 3"
+        ));
+        assert!(
+            text.contains("copycar_http_request_duration_seconds_count{component=\"health\"} 3")
+        );
     }
 }

@@ -20,8 +20,8 @@
 use crate::address::{is_link_local_or_metadata, restricted_reason};
 use crate::runtime::{CallContext, Runtime};
 use crate::state::ComponentSettings;
-use copycar_manifest::HostPattern;
 use bytes::Bytes;
+use copycar_manifest::HostPattern;
 use http_body_util::BodyExt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,8 +38,15 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 
 type ResponseFuture = Box<
-    dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>>
-        + Send,
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
 >;
 
 /// The `wasi:http` hooks of one instance.
@@ -55,7 +62,12 @@ enum Destination {
     Service(String),
     Component(String),
     SelfApp,
-    External { scheme: String, host: String, port: u16, exact: bool },
+    External {
+        scheme: String,
+        host: String,
+        port: u16,
+        exact: bool,
+    },
 }
 
 impl OutboundHooks {
@@ -67,7 +79,9 @@ impl OutboundHooks {
             reason,
             "outbound request denied"
         );
-        self.runtime.metrics().outbound(&self.component.id, "denied");
+        self.runtime
+            .metrics()
+            .outbound(&self.component.id, "denied");
         HttpError::HttpRequestDenied
     }
 
@@ -79,7 +93,11 @@ impl OutboundHooks {
             self.check_internal("http", "self", None)?;
             return Ok(Destination::SelfApp);
         };
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
         let port = authority.port_u16();
 
         if let Some(name) = host.strip_suffix(".copycar.internal") {
@@ -96,7 +114,12 @@ impl OutboundHooks {
         }
         let port = port.unwrap_or(if scheme == "https" { 443 } else { 80 });
         let exact = self.check_allowed(&scheme, &host, port)?;
-        Ok(Destination::External { scheme, host, port, exact })
+        Ok(Destination::External {
+            scheme,
+            host,
+            port,
+            exact,
+        })
     }
 
     /// In-process destinations (`self`, `*.spin.internal`,
@@ -104,7 +127,12 @@ impl OutboundHooks {
     /// an entry that names them grants them: `http://self`,
     /// `http://<id>.spin.internal` or `http://*.spin.internal`. A catch-all
     /// such as `*://*:*` does not, as in Spin.
-    fn check_internal(&self, scheme: &str, host: &str, port: Option<u16>) -> Result<(), &'static str> {
+    fn check_internal(
+        &self,
+        scheme: &str,
+        host: &str,
+        port: Option<u16>,
+    ) -> Result<(), &'static str> {
         if scheme != "http" || port.is_some_and(|p| p != 80) {
             return Err("in-process hosts are reached over http on the default port only");
         }
@@ -113,10 +141,16 @@ impl OutboundHooks {
                 && match entry.host() {
                     HostPattern::Any => false,
                     HostPattern::Exact(_) => true,
-                    HostPattern::Subdomains(suffix) => suffix == ".spin.internal" || suffix == ".copycar.internal",
+                    HostPattern::Subdomains(suffix) => {
+                        suffix == ".spin.internal" || suffix == ".copycar.internal"
+                    }
                 }
         });
-        if granted { Ok(()) } else { Err("not in allowed_outbound_hosts (a wildcard does not grant in-process hosts)") }
+        if granted {
+            Ok(())
+        } else {
+            Err("not in allowed_outbound_hosts (a wildcard does not grant in-process hosts)")
+        }
     }
 
     /// Returns whether the matching entry names the host exactly.
@@ -159,14 +193,25 @@ impl WasiHttpHooks for OutboundHooks {
 
         Box::new(async move {
             let response = match destination {
-                Destination::Service(name) => runtime.call_service(&name, &caller, &call, request).await?,
+                Destination::Service(name) => {
+                    runtime.call_service(&name, &caller, &call, request).await?
+                }
                 Destination::Component(id) => runtime.call_component(&id, request, call).await?,
                 Destination::SelfApp => runtime.call_self(request, call).await?,
-                Destination::External { scheme, host, port, exact } => {
-                    send_external(&caller, &call, request, options, &scheme, &host, port, exact).await?
+                Destination::External {
+                    scheme,
+                    host,
+                    port,
+                    exact,
+                } => {
+                    send_external(
+                        &caller, &call, request, options, &scheme, &host, port, exact,
+                    )
+                    .await?
                 }
             };
-            let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
+            let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> =
+                Box::new(async { Ok(()) });
             Ok((response, done))
         })
     }
@@ -194,14 +239,19 @@ async fn permitted_addresses(
 ) -> Result<Vec<SocketAddr>, HttpError> {
     let resolved: Vec<SocketAddr> = match host.parse::<std::net::IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port))).await {
-            Err(_) => return Err(HttpError::DnsTimeout),
-            Ok(Err(e)) => {
-                tracing::warn!(component = %caller, request_id = %call.request_id, server.address = %host, error = %e, "outbound DNS lookup failed");
-                return Err(HttpError::DnsError { rcode: Some(e.to_string()), info_code: None });
+        Err(_) => {
+            match tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+                Err(_) => return Err(HttpError::DnsTimeout),
+                Ok(Err(e)) => {
+                    tracing::warn!(component = %caller, request_id = %call.request_id, server.address = %host, error = %e, "outbound DNS lookup failed");
+                    return Err(HttpError::DnsError {
+                        rcode: Some(e.to_string()),
+                        info_code: None,
+                    });
+                }
+                Ok(Ok(addrs)) => addrs.collect(),
             }
-            Ok(Ok(addrs)) => addrs.collect(),
-        },
+        }
     };
     let host_is_ip_literal = host.parse::<std::net::IpAddr>().is_ok();
     let mut permitted = Vec::new();
@@ -209,7 +259,8 @@ async fn permitted_addresses(
         let reason = restricted_reason(addr.ip());
         // An entry naming the host exactly opts in to loopback and private
         // addresses, but a DNS name never reaches metadata services.
-        let refused = reason.is_some() && (!exact || (!host_is_ip_literal && is_link_local_or_metadata(addr.ip())));
+        let refused = reason.is_some()
+            && (!exact || (!host_is_ip_literal && is_link_local_or_metadata(addr.ip())));
         match reason {
             Some(reason) if refused => {
                 tracing::warn!(
@@ -242,7 +293,9 @@ async fn send_external(
     exact: bool,
 ) -> Result<http::Response<WasiBody>, HttpError> {
     let addrs = permitted_addresses(caller, call, host, port, exact).await?;
-    let connect_timeout = options.and_then(|o| o.connect_timeout).unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let connect_timeout = options
+        .and_then(|o| o.connect_timeout)
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
 
     let mut last_error = HttpError::ConnectionRefused;
     let mut stream = None;
@@ -259,7 +312,12 @@ async fn send_external(
     let stream = stream.ok_or(last_error)?;
 
     // The request line carries only the path; the authority is in `host`.
-    let path = request.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/").to_string();
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_string();
     *request.uri_mut() = http::Uri::builder()
         .path_and_query(path)
         .build()
@@ -268,10 +326,13 @@ async fn send_external(
     let response = if scheme == "https" {
         let server_name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|_| HttpError::TlsCertificateError)?;
-        let tls = tokio::time::timeout(connect_timeout, tls_connector().connect(server_name, stream))
-            .await
-            .map_err(|_| HttpError::ConnectionTimeout)?
-            .map_err(HttpError::Tls)?;
+        let tls = tokio::time::timeout(
+            connect_timeout,
+            tls_connector().connect(server_name, stream),
+        )
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::Tls)?;
         exchange(TokioIo::new(tls), request).await?
     } else if scheme == "http" {
         exchange(TokioIo::new(stream), request).await?
@@ -282,7 +343,10 @@ async fn send_external(
 }
 
 /// Runs one HTTP/1.1 exchange on a fresh connection.
-async fn exchange<IO>(io: IO, request: http::Request<WasiBody>) -> Result<http::Response<WasiBody>, HttpError>
+async fn exchange<IO>(
+    io: IO,
+    request: http::Request<WasiBody>,
+) -> Result<http::Response<WasiBody>, HttpError>
 where
     IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -319,7 +383,9 @@ pub(crate) async fn collect_limited(body: WasiBody, limit: u64) -> Result<Bytes,
     let limited = http_body_util::Limited::new(body, limit as usize);
     match limited.collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(HttpError::HttpRequestBodySize(Some(limit))),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(HttpError::HttpRequestBodySize(Some(limit)))
+        }
         Err(e) => Err(HttpError::InternalError(Some(e.to_string()))),
     }
 }

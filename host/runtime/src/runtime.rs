@@ -61,7 +61,10 @@ pub enum InvokeError {
     #[error("no component `{0}`")]
     UnknownComponent(String),
     #[error("component `{component}` exceeded its deadline of {timeout:?}")]
-    Timeout { component: String, timeout: Duration },
+    Timeout {
+        component: String,
+        timeout: Duration,
+    },
     #[error("component `{component}` exceeded its memory limit of {limit_mb} MiB")]
     MemoryLimit { component: String, limit_mb: u64 },
     #[error("component `{component}` trapped: {message}")]
@@ -83,17 +86,27 @@ impl InvokeError {
             InvokeError::UnknownComponent(_) => (S::NOT_FOUND, "not found".into()),
             InvokeError::Timeout { timeout, .. } => (
                 S::GATEWAY_TIMEOUT,
-                format!("the request did not complete within {} ms", timeout.as_millis()),
+                format!(
+                    "the request did not complete within {} ms",
+                    timeout.as_millis()
+                ),
             ),
             InvokeError::MemoryLimit { limit_mb, .. } => (
                 S::INTERNAL_SERVER_ERROR,
                 format!("the component exceeded its memory limit of {limit_mb} MiB"),
             ),
-            InvokeError::Trap { .. } => (S::INTERNAL_SERVER_ERROR, "the component failed while handling the request".into()),
-            InvokeError::Instantiate { .. } => (S::SERVICE_UNAVAILABLE, "the component could not be started".into()),
-            InvokeError::ErrorCode { .. } | InvokeError::NoResponse { .. } => {
-                (S::INTERNAL_SERVER_ERROR, "the component did not produce a response".into())
-            }
+            InvokeError::Trap { .. } => (
+                S::INTERNAL_SERVER_ERROR,
+                "the component failed while handling the request".into(),
+            ),
+            InvokeError::Instantiate { .. } => (
+                S::SERVICE_UNAVAILABLE,
+                "the component could not be started".into(),
+            ),
+            InvokeError::ErrorCode { .. } | InvokeError::NoResponse { .. } => (
+                S::INTERNAL_SERVER_ERROR,
+                "the component did not produce a response".into(),
+            ),
         }
     }
 
@@ -136,9 +149,19 @@ impl Runtime {
     /// Resolves variables, opens key-value stores, compiles (or loads from
     /// the cache) and links every component, and pre-instantiates it.
     pub async fn load(app: App, options: RuntimeOptions) -> anyhow::Result<Arc<Runtime>> {
-        let RuntimeOptions { data_dir, variables, runtime_config, limits, mut services } = options;
-        std::fs::create_dir_all(&data_dir)
-            .map_err(|e| anyhow::anyhow!("failed to create data directory {}: {e}", data_dir.display()))?;
+        let RuntimeOptions {
+            data_dir,
+            variables,
+            runtime_config,
+            limits,
+            mut services,
+        } = options;
+        std::fs::create_dir_all(&data_dir).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to create data directory {}: {e}",
+                data_dir.display()
+            )
+        })?;
 
         let variables = AppVariables::resolve(&app, &variables, |name| std::env::var(name).ok())?;
         for (name, source) in variables.sources() {
@@ -159,9 +182,9 @@ impl Runtime {
 
         let gateway_config = GatewayConfig::from_app(&app)?;
         let signing_key = match variables.get(&gateway_config.signing_key_variable) {
-            Some(value) => Some(copycar_identity::SigningKey::new(value.expose()).map_err(|e| {
-                anyhow::anyhow!("variable `{}`: {e}", gateway_config.signing_key_variable)
-            })?),
+            Some(value) => Some(copycar_identity::SigningKey::new(value.expose()).map_err(
+                |e| anyhow::anyhow!("variable `{}`: {e}", gateway_config.signing_key_variable),
+            )?),
             None => None,
         };
         let gateway = Gateway::new(gateway_config, signing_key);
@@ -169,9 +192,15 @@ impl Runtime {
         let kv = KeyValueStores::open(&runtime_config.key_value_store, &data_dir).await?;
         // Nested calls (`*.spin.internal`, `self`) need instances beyond the
         // top-level limit, so the pool has headroom over the semaphore.
-        let pool_limits = SandboxLimits { max_instances: limits.max_instances.saturating_mul(2), ..limits };
+        let pool_limits = SandboxLimits {
+            max_instances: limits.max_instances.saturating_mul(2),
+            ..limits
+        };
         let engine = build_engine(&pool_limits)?;
-        let cache = Arc::new(CompileCache::new(&engine, data_dir.join("cache").join("components")));
+        let cache = Arc::new(CompileCache::new(
+            &engine,
+            data_dir.join("cache").join("components"),
+        ));
         let metrics = Metrics::default();
 
         let mut linker = Linker::<HostState>::new(&engine);
@@ -194,7 +223,12 @@ impl Runtime {
             let started = Instant::now();
             // Compiling takes hundreds of milliseconds of CPU per component.
             let (compiled, outcome) = {
-                let (engine, cache, path, id) = (engine.clone(), cache.clone(), component.source.clone(), id.to_string());
+                let (engine, cache, path, id) = (
+                    engine.clone(),
+                    cache.clone(),
+                    component.source.clone(),
+                    id.to_string(),
+                );
                 tokio::task::spawn_blocking(move || cache.load(&engine, &id, &path)).await??
             };
             metrics.compile_cache(match outcome {
@@ -214,7 +248,13 @@ impl Runtime {
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "loaded component"
             );
-            components.insert(id.to_string(), LoadedComponent { settings: Arc::new(settings), pre });
+            components.insert(
+                id.to_string(),
+                LoadedComponent {
+                    settings: Arc::new(settings),
+                    pre,
+                },
+            );
         }
 
         services.register("locks", crate::locks::LocksService::default());
@@ -286,16 +326,24 @@ impl Runtime {
         let id = component_id.to_string();
         let timeout = self.limits.request_timeout;
         let deadline = call.deadline.min(Instant::now() + timeout);
-        let timed_out = || InvokeError::Timeout { component: id.clone(), timeout };
+        let timed_out = || InvokeError::Timeout {
+            component: id.clone(),
+            timeout,
+        };
 
         // The pool has room for twice `max_instances`: one half for client
         // requests, one for nested calls. Both wait for a slot until the
         // deadline instead of failing.
-        let slots = if call.depth == 0 { &self.permits } else { &self.nested_permits };
-        let permit = match tokio::time::timeout_at(deadline.into(), slots.clone().acquire_owned()).await {
-            Ok(permit) => permit.expect("the semaphore is never closed"),
-            Err(_) => return Err(timed_out()),
+        let slots = if call.depth == 0 {
+            &self.permits
+        } else {
+            &self.nested_permits
         };
+        let permit =
+            match tokio::time::timeout_at(deadline.into(), slots.clone().acquire_owned()).await {
+                Ok(permit) => permit.expect("the semaphore is never closed"),
+                Err(_) => return Err(timed_out()),
+            };
 
         let mut wasi = WasiCtx::builder();
         wasi.inherit_stdout().inherit_stderr();
@@ -309,12 +357,18 @@ impl Runtime {
             hooks: OutboundHooks {
                 runtime: self.clone(),
                 component: component.settings.clone(),
-                call: CallContext { deadline, ..call.clone() },
+                call: CallContext {
+                    deadline,
+                    ..call.clone()
+                },
             },
             component: component.settings.clone(),
             kv: self.kv.clone(),
             open_stores: 0,
-            limiter: MemoryLimiter { limit: self.limits.memory_limit as usize, exceeded: false },
+            limiter: MemoryLimiter {
+                limit: self.limits.memory_limit as usize,
+                exceeded: false,
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -334,10 +388,16 @@ impl Runtime {
             let mut http = store.data_mut().http();
             let incoming = http
                 .new_incoming_request(Scheme::Http, request)
-                .map_err(|e| InvokeError::Instantiate { component: id.clone(), message: format!("{e:#}") })?;
-            let outparam = http
-                .new_response_outparam(sender)
-                .map_err(|e| InvokeError::Instantiate { component: id.clone(), message: format!("{e:#}") })?;
+                .map_err(|e| InvokeError::Instantiate {
+                    component: id.clone(),
+                    message: format!("{e:#}"),
+                })?;
+            let outparam =
+                http.new_response_outparam(sender)
+                    .map_err(|e| InvokeError::Instantiate {
+                        component: id.clone(),
+                        message: format!("{e:#}"),
+                    })?;
             (incoming, outparam)
         };
 
@@ -349,7 +409,10 @@ impl Runtime {
             runtime.metrics.instance_started();
             let run = async {
                 let started = Instant::now();
-                let proxy = pre.instantiate_async(&mut store).await.map_err(|e| InstanceEnd::Instantiate(format!("{e:#}")))?;
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| InstanceEnd::Instantiate(format!("{e:#}")))?;
                 runtime.metrics.instantiated(started.elapsed());
                 proxy
                     .wasi_http_incoming_handler()
@@ -386,9 +449,18 @@ impl Runtime {
 
         let failure = |end: InstanceEnd| match end {
             InstanceEnd::Timeout => timed_out(),
-            InstanceEnd::Memory => InvokeError::MemoryLimit { component: id.clone(), limit_mb: self.limits.memory_limit >> 20 },
-            InstanceEnd::Trap(message) => InvokeError::Trap { component: id.clone(), message },
-            InstanceEnd::Instantiate(message) => InvokeError::Instantiate { component: id.clone(), message },
+            InstanceEnd::Memory => InvokeError::MemoryLimit {
+                component: id.clone(),
+                limit_mb: self.limits.memory_limit >> 20,
+            },
+            InstanceEnd::Trap(message) => InvokeError::Trap {
+                component: id.clone(),
+                message,
+            },
+            InstanceEnd::Instantiate(message) => InvokeError::Instantiate {
+                component: id.clone(),
+                message,
+            },
         };
         let outcome = match receiver.await {
             Ok(Ok(response)) => {
@@ -396,13 +468,21 @@ impl Runtime {
                 abort_guard.0 = None;
                 return Ok(response);
             }
-            Ok(Err(code)) => Err(InvokeError::ErrorCode { component: id.clone(), message: format!("{code:?}") }),
+            Ok(Err(code)) => Err(InvokeError::ErrorCode {
+                component: id.clone(),
+                message: format!("{code:?}"),
+            }),
             // The instance ended without setting a response, so its task's
             // result explains why.
             Err(_) => match task.await {
-                Ok(Ok(())) => Err(InvokeError::NoResponse { component: id.clone() }),
+                Ok(Ok(())) => Err(InvokeError::NoResponse {
+                    component: id.clone(),
+                }),
                 Ok(Err(end)) => Err(failure(end)),
-                Err(join) => Err(InvokeError::Trap { component: id.clone(), message: join.to_string() }),
+                Err(join) => Err(InvokeError::Trap {
+                    component: id.clone(),
+                    message: join.to_string(),
+                }),
             },
         };
         if let Err(e) = &outcome {
@@ -432,7 +512,11 @@ impl Runtime {
                 request: http::Request::from_parts(parts, body),
             })
             .await;
-        Ok(response.map(|b| http_body_util::Full::new(b).map_err(|never| match never {}).boxed_unsync()))
+        Ok(response.map(|b| {
+            http_body_util::Full::new(b)
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        }))
     }
 
     /// Serves `http://<id>.spin.internal/…`: a direct call to a component,
@@ -531,7 +615,10 @@ fn component_settings(
             )
         })?;
         let host = AllowedHost::parse(&rendered).map_err(|e| {
-            anyhow::anyhow!("component `{}`: invalid allowed_outbound_hosts entry: {e}", component.id)
+            anyhow::anyhow!(
+                "component `{}`: invalid allowed_outbound_hosts entry: {e}",
+                component.id
+            )
         })?;
         allowed.push(host);
     }
@@ -539,7 +626,11 @@ fn component_settings(
         id: component.id.clone(),
         key_value_stores: component.key_value_stores.clone(),
         variables: variables.render_component(component)?,
-        environment: component.environment.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        environment: component
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         allowed_hosts: AllowedHosts::new(allowed),
     })
 }

@@ -122,22 +122,31 @@ impl Server {
             for name in SPIN_HEADERS {
                 req.headers_mut().remove(name);
             }
-            req.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&request_id).expect("request ids are ASCII"));
+            req.headers_mut().insert(
+                REQUEST_ID,
+                HeaderValue::from_str(&request_id).expect("request ids are ASCII"),
+            );
             self.dispatch(req, client, &request_id, &mut guard).await
         }
         .instrument(span.clone())
         .await;
         guard.finish();
 
-        response
-            .headers_mut()
-            .insert(REQUEST_ID, HeaderValue::from_str(&request_id).expect("request ids are ASCII"));
+        response.headers_mut().insert(
+            REQUEST_ID,
+            HeaderValue::from_str(&request_id).expect("request ids are ASCII"),
+        );
         let status = response.status().as_u16();
         span.record("component", component.as_str());
         span.record("http.response.status_code", status);
-        self.runtime.metrics().request(&component, status, started.elapsed());
+        self.runtime
+            .metrics()
+            .request(&component, status, started.elapsed());
         span.in_scope(|| {
-            tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "request completed");
+            tracing::debug!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "request completed"
+            );
         });
         response
     }
@@ -153,30 +162,54 @@ impl Server {
         let path = req.uri().path().to_string();
         if let Err(message) = check_request(&req) {
             tracing::warn!(url.path = %path, reason = message, "rejected malformed request");
-            return ("host".into(), error_response(StatusCode::BAD_REQUEST, message, request_id));
+            return (
+                "host".into(),
+                error_response(StatusCode::BAD_REQUEST, message, request_id),
+            );
         }
         if path == "/metrics" || path == "/ready" {
             if req.method() != http::Method::GET && req.method() != http::Method::HEAD {
-                let mut response = error_response(StatusCode::METHOD_NOT_ALLOWED, "use GET", request_id);
-                response.headers_mut().insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                let mut response =
+                    error_response(StatusCode::METHOD_NOT_ALLOWED, "use GET", request_id);
+                response
+                    .headers_mut()
+                    .insert(http::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
                 return ("host".into(), response);
             }
-            let response = if path == "/metrics" { self.metrics() } else { self.ready() };
+            let response = if path == "/metrics" {
+                self.metrics()
+            } else {
+                self.ready()
+            };
             return ("host".into(), response);
         }
         let Some(route) = self.runtime.router().route(&path) else {
             let message = format!("no route matches {path}");
-            return ("host".into(), error_response(StatusCode::NOT_FOUND, &message, request_id));
+            return (
+                "host".into(),
+                error_response(StatusCode::NOT_FOUND, &message, request_id),
+            );
         };
         let gateway = self.runtime.gateway();
-        let origin = req.headers().get(http::header::ORIGIN).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let allowed_origin = origin.as_deref().and_then(|o| cors_allowed_origin(gateway.cors_origins(), o));
+        let origin = req
+            .headers()
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let allowed_origin = origin
+            .as_deref()
+            .and_then(|o| cors_allowed_origin(gateway.cors_origins(), o));
         let cors_configured = !gateway.cors_origins().is_empty();
         if req.method() == http::Method::OPTIONS
             && origin.is_some()
-            && req.headers().contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            && req
+                .headers()
+                .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD)
         {
-            return (route.component, preflight(allowed_origin.as_deref(), request_id));
+            return (
+                route.component,
+                preflight(allowed_origin.as_deref(), request_id),
+            );
         }
 
         guard.component = Some(route.component.clone());
@@ -185,7 +218,9 @@ impl Server {
             add_cors_headers(response.headers_mut(), &origin);
         } else if cors_configured {
             // Caches must not reuse a response across origins either way.
-            response.headers_mut().insert(http::header::VARY, HeaderValue::from_static("origin"));
+            response
+                .headers_mut()
+                .insert(http::header::VARY, HeaderValue::from_static("origin"));
         }
         (component, response)
     }
@@ -205,11 +240,17 @@ impl Server {
         // counts against it.
         let deadline = Instant::now() + self.runtime.limits().request_timeout;
         if let Some(policy) = policy {
-            let principal = gateway.principal(req.headers(), self.runtime.key_value(), unix_now()).await;
+            let principal = gateway
+                .principal(req.headers(), self.runtime.key_value(), unix_now())
+                .await;
             if let Err(limited) = gateway.admit(policy, &client_ip, &principal) {
                 tracing::warn!(component = %route.component, client.address = %client_ip, reason = limited.reason, "request rate-limited");
-                let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, limited.reason, request_id);
-                response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(limited.retry_after_secs));
+                let mut response =
+                    error_response(StatusCode::TOO_MANY_REQUESTS, limited.reason, request_id);
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from(limited.retry_after_secs),
+                );
                 return (route.component, response);
             }
         }
@@ -223,8 +264,11 @@ impl Server {
                     Err(_) => {
                         tracing::warn!(component = %route.component, "no free slot on a route with max_concurrent");
                         let message = "the service is busy; try again shortly";
-                        let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, message, request_id);
-                        response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        let mut response =
+                            error_response(StatusCode::SERVICE_UNAVAILABLE, message, request_id);
+                        response
+                            .headers_mut()
+                            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
                         return (route.component, response);
                     }
                 }
@@ -243,7 +287,10 @@ impl Server {
             .and_then(|v| v.parse::<u64>().ok());
         if declared_length.is_some_and(|n| n > limit) {
             let message = format!("request body is larger than the limit of {limit} bytes");
-            return (route.component, error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id));
+            return (
+                route.component,
+                error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id),
+            );
         }
         let req = with_full_url(req, self.local);
         let exceeded = Arc::new(AtomicBool::new(false));
@@ -271,7 +318,11 @@ impl Server {
             response = error_response(StatusCode::PAYLOAD_TOO_LARGE, &message, request_id);
         } else if malformed.load(Ordering::SeqCst) && !response.status().is_success() {
             tracing::warn!(component = %route.component, "request body could not be read");
-            response = error_response(StatusCode::BAD_REQUEST, "malformed request body", request_id);
+            response = error_response(
+                StatusCode::BAD_REQUEST,
+                "malformed request body",
+                request_id,
+            );
         }
         if let Some(policy) = policy {
             gateway.record_response(policy, &client_ip, response.status().as_u16());
@@ -284,7 +335,9 @@ impl Server {
     fn request_id(&self, req: &Request<Incoming>) -> String {
         if let Some(id) = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok())
             && (1..=128).contains(&id.len())
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         {
             return id.to_string();
         }
@@ -328,9 +381,21 @@ struct InFlight<'a> {
 }
 
 impl<'a> InFlight<'a> {
-    fn start(server: &'a Server, span: &'a tracing::Span, request_id: &'a str, started: Instant) -> Self {
+    fn start(
+        server: &'a Server,
+        span: &'a tracing::Span,
+        request_id: &'a str,
+        started: Instant,
+    ) -> Self {
         server.in_flight.fetch_add(1, Ordering::SeqCst);
-        InFlight { server, span, request_id, started, component: None, finished: false }
+        InFlight {
+            server,
+            span,
+            request_id,
+            started,
+            component: None,
+            finished: false,
+        }
     }
 
     fn finish(&mut self) {
@@ -345,7 +410,10 @@ impl Drop for InFlight<'_> {
             return;
         }
         let component = self.component.as_deref().unwrap_or("host");
-        self.server.runtime.metrics().request(component, 499, self.started.elapsed());
+        self.server
+            .runtime
+            .metrics()
+            .request(component, 499, self.started.elapsed());
         self.span.in_scope(|| {
             tracing::warn!(
                 component,
@@ -366,7 +434,11 @@ fn check_request<B>(req: &Request<B>) -> Result<(), &'static str> {
         return Err("invalid request target: expected a path starting with /");
     }
     let inner = path[1..].strip_suffix('/').unwrap_or(&path[1..]);
-    if !inner.is_empty() && inner.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if !inner.is_empty()
+        && inner
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return Err("invalid path: empty, `.` or `..` segments are not allowed");
     }
     for name in [http::header::AUTHORIZATION.as_str(), "x-api-key"] {
@@ -387,7 +459,10 @@ fn unix_now() -> u64 {
 /// Returns the value for `Access-Control-Allow-Origin`: the configured
 /// spelling of a matching origin, or `*` when every origin is allowed.
 fn cors_allowed_origin(origins: &[String], origin: &str) -> Option<String> {
-    origins.iter().find(|o| *o == "*" || o.eq_ignore_ascii_case(origin)).cloned()
+    origins
+        .iter()
+        .find(|o| *o == "*" || o.eq_ignore_ascii_case(origin))
+        .cloned()
 }
 
 fn add_cors_headers(headers: &mut http::HeaderMap, origin: &str) {
@@ -408,7 +483,10 @@ fn preflight(allowed_origin: Option<&str>, request_id: &str) -> Response<WasiBod
     };
     let mut response = Response::builder()
         .status(StatusCode::NO_CONTENT)
-        .header(http::header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, PUT, PATCH, DELETE, OPTIONS")
+        .header(
+            http::header::ACCESS_CONTROL_ALLOW_METHODS,
+            "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+        )
         .header(
             http::header::ACCESS_CONTROL_ALLOW_HEADERS,
             "authorization, content-type, x-api-key, x-request-id",
@@ -439,20 +517,45 @@ fn with_full_url(mut req: Request<Incoming>, local: SocketAddr) -> Request<Incom
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .and_then(|h| h.parse::<http::uri::Authority>().ok())
-        .unwrap_or_else(|| local.to_string().parse().expect("socket addresses are valid authorities"));
-    let path_and_query = req.uri().path_and_query().cloned().unwrap_or_else(|| "/".parse().unwrap());
-    if let Ok(uri) = http::Uri::builder().scheme("http").authority(host).path_and_query(path_and_query).build() {
+        .unwrap_or_else(|| {
+            local
+                .to_string()
+                .parse()
+                .expect("socket addresses are valid authorities")
+        });
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| "/".parse().unwrap());
+    if let Ok(uri) = http::Uri::builder()
+        .scheme("http")
+        .authority(host)
+        .path_and_query(path_and_query)
+        .build()
+    {
         *req.uri_mut() = uri;
     }
     req
 }
 
 /// Sets Spin's routing headers for `route`.
-pub(crate) fn set_spin_headers<B>(req: &mut Request<B>, route: &RouteMatch, base: &str, client: SocketAddr) {
+pub(crate) fn set_spin_headers<B>(
+    req: &mut Request<B>,
+    route: &RouteMatch,
+    base: &str,
+    client: SocketAddr,
+) {
     let full_url = if req.uri().authority().is_some() {
         req.uri().to_string()
     } else {
-        format!("http://self{}", req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+        format!(
+            "http://self{}",
+            req.uri()
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        )
     };
     let values = [
         ("spin-full-url", full_url),
@@ -472,7 +575,9 @@ pub(crate) fn set_spin_headers<B>(req: &mut Request<B>, route: &RouteMatch, base
 }
 
 pub(crate) fn full(bytes: Bytes) -> WasiBody {
-    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<WasiBody> {
@@ -485,7 +590,10 @@ pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response<Wa
 
 /// The body of every error the host itself returns.
 pub fn error_response(status: StatusCode, message: &str, request_id: &str) -> Response<WasiBody> {
-    let mut response = json(status, &serde_json::json!({ "error": message, "request_id": request_id }));
+    let mut response = json(
+        status,
+        &serde_json::json!({ "error": message, "request_id": request_id }),
+    );
     if let Ok(value) = HeaderValue::from_str(request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
@@ -518,7 +626,9 @@ impl http_body::Body for LimitedBody {
                     let len = data.len() as u64;
                     if len > self.remaining {
                         self.exceeded.store(true, Ordering::SeqCst);
-                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.limit)))));
+                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
+                            self.limit,
+                        )))));
                     }
                     self.remaining -= len;
                 }
@@ -563,12 +673,18 @@ mod tests {
     #[test]
     fn repeated_credential_headers_are_rejected() {
         let mut twice = request("/a");
-        twice.headers_mut().append("authorization", HeaderValue::from_static("Bearer a"));
-        twice.headers_mut().append("authorization", HeaderValue::from_static("Bearer b"));
+        twice
+            .headers_mut()
+            .append("authorization", HeaderValue::from_static("Bearer a"));
+        twice
+            .headers_mut()
+            .append("authorization", HeaderValue::from_static("Bearer b"));
         assert!(check_request(&twice).is_err());
         let mut both = request("/a");
-        both.headers_mut().append("authorization", HeaderValue::from_static("Bearer a"));
-        both.headers_mut().append("x-api-key", HeaderValue::from_static("k"));
+        both.headers_mut()
+            .append("authorization", HeaderValue::from_static("Bearer a"));
+        both.headers_mut()
+            .append("x-api-key", HeaderValue::from_static("k"));
         assert!(check_request(&both).is_ok());
     }
 }

@@ -91,7 +91,10 @@ impl InternalService for HostInfoService {
     }
 }
 
-pub(crate) fn json_response(status: http::StatusCode, value: &serde_json::Value) -> http::Response<Bytes> {
+pub(crate) fn json_response(
+    status: http::StatusCode,
+    value: &serde_json::Value,
+) -> http::Response<Bytes> {
     http::Response::builder()
         .status(status)
         .header(http::header::CONTENT_TYPE, "application/json")

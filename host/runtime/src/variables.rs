@@ -84,7 +84,10 @@ impl AppVariables {
             };
             match found {
                 Some((value, source)) => {
-                    let value = VariableValue { value, secret: var.secret };
+                    let value = VariableValue {
+                        value,
+                        secret: var.secret,
+                    };
                     values.insert(name.clone(), (value, source));
                 }
                 None if var.required => missing.push(format!(
@@ -178,7 +181,10 @@ auth = "Bearer {{ token }}"
 
     #[test]
     fn cli_beats_environment_beats_default() {
-        let cli = vec![("greeting".to_string(), "hi".to_string()), ("token".to_string(), "t1".to_string())];
+        let cli = vec![
+            ("greeting".to_string(), "hi".to_string()),
+            ("token".to_string(), "t1".to_string()),
+        ];
         let env = |name: &str| match name {
             "SPIN_VARIABLE_GREETING" => Some("env-hi".to_string()),
             "SPIN_VARIABLE_REGION" => Some("us".to_string()),
@@ -194,13 +200,18 @@ auth = "Bearer {{ token }}"
 
     #[test]
     fn default_applies_without_overrides() {
-        let vars = AppVariables::resolve(&app(), &[], |n| (n == "SPIN_VARIABLE_TOKEN").then(|| "x".into())).unwrap();
+        let vars = AppVariables::resolve(&app(), &[], |n| {
+            (n == "SPIN_VARIABLE_TOKEN").then(|| "x".into())
+        })
+        .unwrap();
         assert_eq!(vars.get("greeting").unwrap().expose(), "hello");
     }
 
     #[test]
     fn missing_required_variable_is_an_error() {
-        let err = AppVariables::resolve(&app(), &[], |_| None).unwrap_err().to_string();
+        let err = AppVariables::resolve(&app(), &[], |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`token`"), "{err}");
         assert!(err.contains("SPIN_VARIABLE_TOKEN"), "{err}");
     }
@@ -208,7 +219,9 @@ auth = "Bearer {{ token }}"
     #[test]
     fn undeclared_cli_variable_is_an_error() {
         let cli = vec![("nope".to_string(), "1".to_string())];
-        let err = AppVariables::resolve(&app(), &cli, |_| None).unwrap_err().to_string();
+        let err = AppVariables::resolve(&app(), &cli, |_| None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no variable `nope`"), "{err}");
     }
 
@@ -216,7 +229,9 @@ auth = "Bearer {{ token }}"
     fn component_variables_render_and_inherit_secrecy() {
         let cli = vec![("token".to_string(), "s3cr3t".to_string())];
         let vars = AppVariables::resolve(&app(), &cli, |_| None).unwrap();
-        let rendered = vars.render_component(app().component("c").unwrap()).unwrap();
+        let rendered = vars
+            .render_component(app().component("c").unwrap())
+            .unwrap();
         assert_eq!(rendered["message"].expose(), "hello from eu");
         assert!(!rendered["message"].is_secret());
         assert_eq!(rendered["auth"].expose(), "Bearer s3cr3t");
@@ -226,7 +241,10 @@ auth = "Bearer {{ token }}"
 
     #[test]
     fn variable_argument_parsing() {
-        assert_eq!(parse_variable_arg("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(
+            parse_variable_arg("a=b=c").unwrap(),
+            ("a".into(), "b=c".into())
+        );
         assert!(parse_variable_arg("novalue").is_err());
         assert!(parse_variable_arg("=x").is_err());
     }

@@ -65,10 +65,16 @@ fn valid_manifest_loads_everything() {
     let build = health.build.as_ref().unwrap();
     assert_eq!(build.commands, ["cargo build --release"]);
     assert_eq!(build.workdir, Path::new("/app/components/health"));
-    assert_eq!(app.component("internal").unwrap().source, Path::new("/abs/internal.wasm"));
+    assert_eq!(
+        app.component("internal").unwrap().source,
+        Path::new("/abs/internal.wasm")
+    );
     assert!(app.variables()["token_key"].secret);
     assert!(app.variables()["token_key"].required);
-    assert_eq!(app.tool("copycar").unwrap()["request_timeout_ms"].as_integer(), Some(5000));
+    assert_eq!(
+        app.tool("copycar").unwrap()["request_timeout_ms"].as_integer(),
+        Some(5000)
+    );
 }
 
 #[test]
@@ -76,13 +82,20 @@ fn private_trigger_has_no_route() {
     let app = parse(GOOD).unwrap();
     let router = app.router().unwrap();
     assert_eq!(router.routes().len(), 2);
-    assert!(app.http_triggers().iter().any(|t| t.component == "internal" && t.route == TriggerRoute::Private));
+    assert!(
+        app.http_triggers()
+            .iter()
+            .any(|t| t.component == "internal" && t.route == TriggerRoute::Private)
+    );
     assert_eq!(router.route("/api/x").unwrap().component, "api");
 }
 
 #[test]
 fn base_path_prefixes_routes() {
-    let text = GOOD.replace("[application.tool.copycar]", "[application.trigger.http]\nbase = \"/v1\"\n[application.tool.copycar]");
+    let text = GOOD.replace(
+        "[application.tool.copycar]",
+        "[application.trigger.http]\nbase = \"/v1\"\n[application.tool.copycar]",
+    );
     let app = parse(&text).unwrap();
     let router = app.router().unwrap();
     assert_eq!(router.route("/v1/health").unwrap().component, "health");
@@ -141,7 +154,10 @@ fn bad_routes_are_rejected() {
 #[test]
 fn invalid_allowed_host_names_field() {
     let err = error_text(&GOOD.replace("http://127.0.0.1:9000", "127.0.0.1:9000"));
-    assert!(err.contains("component.api.allowed_outbound_hosts[1]"), "{err}");
+    assert!(
+        err.contains("component.api.allowed_outbound_hosts[1]"),
+        "{err}"
+    );
     assert!(err.contains("no scheme"), "{err}");
 }
 
@@ -170,9 +186,15 @@ fn invalid_component_id_is_rejected() {
 
 #[test]
 fn legacy_and_unsupported_fields_are_explained() {
-    let legacy = GOOD.replace("source = \"api.wasm\"", "source = \"api.wasm\"\nallowed_http_hosts = [\"x\"]");
+    let legacy = GOOD.replace(
+        "source = \"api.wasm\"",
+        "source = \"api.wasm\"\nallowed_http_hosts = [\"x\"]",
+    );
     assert!(error_text(&legacy).contains("allowed_outbound_hosts"));
-    let remote = GOOD.replace("source = \"api.wasm\"", "source = { url = \"https://x/a.wasm\", digest = \"sha256:00\" }");
+    let remote = GOOD.replace(
+        "source = \"api.wasm\"",
+        "source = { url = \"https://x/a.wasm\", digest = \"sha256:00\" }",
+    );
     assert!(error_text(&remote).contains("remote sources"));
     let trigger = format!("{GOOD}\n[[trigger.redis]]\nchannel = \"x\"\ncomponent = \"api\"\n");
     assert!(error_text(&trigger).contains("only HTTP triggers"));
@@ -181,7 +203,10 @@ fn legacy_and_unsupported_fields_are_explained() {
 #[test]
 fn load_reports_missing_file() {
     let err = App::load(Path::new("/nonexistent/spin.toml")).unwrap_err();
-    assert!(err.to_string().contains("failed to read manifest /nonexistent/spin.toml"));
+    assert!(
+        err.to_string()
+            .contains("failed to read manifest /nonexistent/spin.toml")
+    );
 }
 
 #[test]
@@ -190,12 +215,17 @@ fn load_resolves_relative_to_manifest_dir() {
     let path = dir.path().join("spin.toml");
     std::fs::write(&path, GOOD).unwrap();
     let app = App::load(&path).unwrap();
-    assert_eq!(app.component("api").unwrap().source, dir.path().join("api.wasm"));
+    assert_eq!(
+        app.component("api").unwrap().source,
+        dir.path().join("api.wasm")
+    );
 }
 
 #[test]
 fn version_one_manifest_is_explained() {
-    let err = error_text("spin_manifest_version = \"1\"\nname = \"old\"\ntrigger = { type = \"http\" }\n");
+    let err = error_text(
+        "spin_manifest_version = \"1\"\nname = \"old\"\ntrigger = { type = \"http\" }\n",
+    );
     assert!(err.contains("expected 2"), "{err}");
     let err = error_text("[application]\nname = \"x\"\n");
     assert!(err.contains("spin_manifest_version"), "{err}");
@@ -207,7 +237,10 @@ fn route_of_wrong_type_is_explained() {
     let err = error_text(&GOOD.replace("route = \"/health\"", "route = 5"));
     assert!(err.contains("trigger.http[0].route"), "{err}");
     assert!(err.contains("found 5"), "{err}");
-    let err = error_text(&GOOD.replace("route = { private = true }", "route = { private = true, extra = 1 }"));
+    let err = error_text(&GOOD.replace(
+        "route = { private = true }",
+        "route = { private = true, extra = 1 }",
+    ));
     assert!(err.contains("trigger.http[2].route"), "{err}");
 }
 
@@ -221,10 +254,16 @@ fn odd_route_paths_are_rejected() {
 
 #[test]
 fn environment_names_are_checked() {
-    let text = GOOD.replace("source = \"api.wasm\"", "source = \"api.wasm\"\nenvironment = { \"A=B\" = \"c\" }");
+    let text = GOOD.replace(
+        "source = \"api.wasm\"",
+        "source = \"api.wasm\"\nenvironment = { \"A=B\" = \"c\" }",
+    );
     let err = error_text(&text);
     assert!(err.contains("component.api.environment"), "{err}");
-    let text = GOOD.replace("source = \"api.wasm\"", "source = \"api.wasm\"\nenvironment = { \"\" = \"c\" }");
+    let text = GOOD.replace(
+        "source = \"api.wasm\"",
+        "source = \"api.wasm\"\nenvironment = { \"\" = \"c\" }",
+    );
     assert!(error_text(&text).contains("invalid variable name"));
 }
 

@@ -1,5 +1,9 @@
 //! The embedded key-value backend: one redb database file per store.
 
+// redb's error enum is large, but it only travels the cold error path of a
+// blocking call, so boxing it would buy nothing.
+#![allow(clippy::result_large_err)]
+
 use super::KvError;
 use redb::{Database, ReadableTable, TableDefinition};
 use std::path::Path;
@@ -20,12 +24,17 @@ impl EmbeddedStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", parent.display()))?;
         }
-        let db = Database::create(path)
-            .map_err(|e| anyhow::anyhow!("failed to open key-value file {}: {e}", path.display()))?;
+        let db = Database::create(path).map_err(|e| {
+            anyhow::anyhow!("failed to open key-value file {}: {e}", path.display())
+        })?;
         // Create the table up front so reads of an empty store succeed.
-        let tx = db.begin_write().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        tx.open_table(TABLE).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        tx.commit().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let tx = db
+            .begin_write()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        tx.open_table(TABLE)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        tx.commit()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         Ok(EmbeddedStore { db: Arc::new(db) })
     }
 
@@ -55,7 +64,8 @@ impl EmbeddedStore {
         let (key, value) = (key.to_string(), value.to_vec());
         self.blocking(move |db| {
             let tx = db.begin_write()?;
-            tx.open_table(TABLE)?.insert(key.as_str(), value.as_slice())?;
+            tx.open_table(TABLE)?
+                .insert(key.as_str(), value.as_slice())?;
             tx.commit()?;
             Ok(())
         })

@@ -95,7 +95,8 @@ impl KeyValueStores {
                         Some(p) => data_dir.join(p),
                         None => data_dir.join("kv").join(format!("{label}.redb")),
                     };
-                    let store = tokio::task::spawn_blocking(move || EmbeddedStore::open(&path)).await??;
+                    let store =
+                        tokio::task::spawn_blocking(move || EmbeddedStore::open(&path)).await??;
                     Backend::Embedded(store)
                 }
                 KeyValueStoreConfig::Redis { url } => {
@@ -105,7 +106,9 @@ impl KeyValueStores {
             tracing::info!(store = %label, backend = backend.kind(), "opened key-value store");
             stores.insert(label, backend);
         }
-        Ok(KeyValueStores { stores: Arc::new(stores) })
+        Ok(KeyValueStores {
+            stores: Arc::new(stores),
+        })
     }
 
     pub(crate) fn get(&self, label: &str) -> Option<&Backend> {

@@ -33,7 +33,9 @@ impl RedisStore {
         )
         .await
         .map_err(|_| anyhow::anyhow!("key-value store `{label}`: timed out connecting to Redis"))?
-        .map_err(|e| anyhow::anyhow!("key-value store `{label}`: failed to connect to Redis: {e}"))?;
+        .map_err(|e| {
+            anyhow::anyhow!("key-value store `{label}`: failed to connect to Redis: {e}")
+        })?;
         Ok(RedisStore {
             connection,
             hash: format!("copycar:kv:{label}"),
@@ -67,7 +69,8 @@ impl RedisStore {
 
     pub async fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         let mut c = self.connection.clone();
-        self.bounded(c.hset::<_, _, _, ()>(&self.hash, key, value)).await
+        self.bounded(c.hset::<_, _, _, ()>(&self.hash, key, value))
+            .await
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), KvError> {
