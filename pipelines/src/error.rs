@@ -21,7 +21,7 @@ pub enum LogError {
     #[error("failed to generate a random event id: {0}")]
     EventId(getrandom::Error),
     #[error(
-        "event log in {} refuses writes because an earlier failed write could not be rolled \
+        "event log in {} rejects writes because an earlier failed write could not be rolled \
          back; reopen it to recover",
         path.display()
     )]
@@ -29,7 +29,11 @@ pub enum LogError {
 }
 
 impl LogError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         LogError::Io {
             action,
             path: path.into(),

@@ -64,7 +64,7 @@ pub enum EventType {
     Custom(String),
 }
 
-/// Why an event was rejected; each variant names the field.
+/// A validation failure. Each variant names the rejected field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EventError {

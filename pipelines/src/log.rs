@@ -103,22 +103,22 @@ impl EventLog {
         })
     }
 
-    /// The directory that holds the segment files.
+    /// Returns the directory that contains the segment files.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The offset the next accepted event will get.
+    /// Returns the offset the next accepted event will get.
     pub fn next_offset(&self) -> u64 {
         self.lock().segments.last().unwrap().end_offset()
     }
 
-    /// The oldest offset still retained.
+    /// Returns the oldest retained offset.
     pub fn start_offset(&self) -> u64 {
         self.lock().segments[0].base_offset
     }
 
-    /// The number of segment files.
+    /// Returns the number of segment files.
     pub fn segment_count(&self) -> usize {
         self.lock().segments.len()
     }
@@ -208,9 +208,7 @@ impl EventLog {
         let state = self.lock();
         let mut offset = offset.max(state.segments[0].base_offset);
         let mut events = Vec::new();
-        let first = state
-            .segments
-            .partition_point(|s| s.end_offset() <= offset);
+        let first = state.segments.partition_point(|s| s.end_offset() <= offset);
 
         for segment in &state.segments[first..] {
             if events.len() >= max {
@@ -223,11 +221,7 @@ impl EventLog {
             let start = segment.positions[index];
             let count = (segment.positions.len() - index).min(max - events.len());
             let last = index + count;
-            let end = segment
-                .positions
-                .get(last)
-                .copied()
-                .unwrap_or(segment.size);
+            let end = segment.positions.get(last).copied().unwrap_or(segment.size);
 
             let mut bytes = vec![0u8; (end - start) as usize];
             let mut file =
@@ -294,7 +288,8 @@ impl EventLog {
                 break;
             }
 
-            std::fs::remove_file(&oldest.path).map_err(|e| LogError::io("delete", &oldest.path, e))?;
+            std::fs::remove_file(&oldest.path)
+                .map_err(|e| LogError::io("delete", &oldest.path, e))?;
             total -= oldest.size;
             state.segments.remove(0);
             deleted += 1;
@@ -338,9 +333,11 @@ impl EventLog {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while the lock was held happened before the in-memory state
-        // was updated, so the state is still consistent with the files.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        // The state changes only after the file operation it records has
+        // succeeded, so a holder that panicked left it consistent with the files.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

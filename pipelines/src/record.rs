@@ -131,9 +131,7 @@ mod tests {
         buffer[middle] ^= 0x01;
         assert!(matches!(
             decode(&buffer),
-            Decoded::Corrupt {
-                frame_len: Some(_)
-            }
+            Decoded::Corrupt { frame_len: Some(_) }
         ));
     }
 

@@ -33,7 +33,7 @@ impl Segment {
         }
     }
 
-    /// The offset one past the last record.
+    /// Returns the offset one past the last record.
     pub fn end_offset(&self) -> u64 {
         self.base_offset + self.positions.len() as u64
     }
@@ -65,7 +65,7 @@ pub(crate) fn list_segments(dir: &Path) -> Result<Vec<u64>, LogError> {
     Ok(bases)
 }
 
-/// What a scan of one segment found.
+/// The result of scanning one segment.
 pub(crate) struct Scan {
     pub segment: Segment,
     /// (tenant, event_id, offset) of every valid record, for the id index.

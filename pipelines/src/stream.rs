@@ -2,7 +2,7 @@
 
 use crate::event::{Event, EventError};
 
-/// Where an accepted event sits in the log.
+/// The position of an accepted event in the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
     pub offset: u64,

@@ -43,7 +43,10 @@ fn append_assigns_offsets_and_reads_back() {
     assert_eq!(stored[0].offset, 1);
     assert_eq!(stored[0].event.event_id.as_deref(), Some("e1"));
     assert!(stored[0].event.received_at > 0);
-    assert_eq!(stored[2].event.event_id.as_deref(), Some(assigned.event_id.as_str()));
+    assert_eq!(
+        stored[2].event.event_id.as_deref(),
+        Some(assigned.event_id.as_str())
+    );
     assert_eq!(log.read_from(0, 2).unwrap().len(), 2);
     assert!(log.read_from(4, 10).unwrap().is_empty());
 }
@@ -53,7 +56,11 @@ fn invalid_item_does_not_block_batch() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
 
-    let batch = vec![event("acme", Some("a")), event("", Some("b")), event("acme", Some("c"))];
+    let batch = vec![
+        event("acme", Some("a")),
+        event("", Some("b")),
+        event("acme", Some("c")),
+    ];
     let results = log.append_batch(batch).unwrap();
     assert_eq!(results[0].as_ref().unwrap().offset, 0);
     assert_eq!(results[1], Err(EventError::Empty { field: "tenant" }));
@@ -150,7 +157,11 @@ fn retention_by_size_deletes_oldest_segments() {
     let bases = segment::list_segments(dir.path()).unwrap();
     let total: u64 = bases
         .iter()
-        .map(|&b| fs::metadata(segment::segment_path(dir.path(), b)).unwrap().len())
+        .map(|&b| {
+            fs::metadata(segment::segment_path(dir.path(), b))
+                .unwrap()
+                .len()
+        })
         .sum();
     assert!(total <= 3 * 1024 + 1024, "retained {total} bytes");
     let start = log.start_offset();
@@ -183,7 +194,10 @@ fn retention_by_age_keeps_active_segment() {
     assert_eq!(log.enforce_retention().unwrap(), 0);
 
     let two_hours_later = now_millis() + 2 * 3600 * 1000;
-    assert_eq!(log.enforce_retention_at(two_hours_later).unwrap(), before - 1);
+    assert_eq!(
+        log.enforce_retention_at(two_hours_later).unwrap(),
+        before - 1
+    );
     assert_eq!(log.segment_count(), 1);
     assert_eq!(segment::list_segments(dir.path()).unwrap().len(), 1);
     assert_eq!(log.next_offset(), 60);
@@ -212,7 +226,10 @@ fn torn_tail_is_truncated_on_open() {
     assert_eq!(log.read_from(0, 10).unwrap().len(), 3);
     let results = log.append_batch(vec![event("acme", Some("torn"))]).unwrap();
     assert_eq!(results[0].as_ref().unwrap().offset, 3);
-    assert_eq!(log.read_from(3, 10).unwrap()[0].event.event_id.as_deref(), Some("torn"));
+    assert_eq!(
+        log.read_from(3, 10).unwrap()[0].event.event_id.as_deref(),
+        Some("torn")
+    );
 }
 
 #[test]
@@ -262,9 +279,14 @@ fn flipped_byte_in_middle_fails_open() {
     let len_before = fs::metadata(&path).unwrap().len();
     flip_byte(&path, middle_of_record(&path, 1));
 
-    let error = EventLog::open(dir.path(), LogOptions::default()).err().unwrap();
+    let error = EventLog::open(dir.path(), LogOptions::default())
+        .err()
+        .unwrap();
     assert!(matches!(error, LogError::Corrupt { .. }), "{error}");
-    assert!(error.to_string().contains("00000000000000000000.log"), "{error}");
+    assert!(
+        error.to_string().contains("00000000000000000000.log"),
+        "{error}"
+    );
     // Open must not have cut off the intact record after the damaged one.
     assert_eq!(fs::metadata(&path).unwrap().len(), len_before);
 }
@@ -281,7 +303,11 @@ fn flipped_byte_in_closed_segment_fails_open() {
     // The last record of the first segment has no record after it in that
     // file, but the segment is closed, so damage there is still corruption.
     let path = segment::segment_path(dir.path(), 0);
-    let count = segment::scan(dir.path(), 0).unwrap().segment.positions.len();
+    let count = segment::scan(dir.path(), 0)
+        .unwrap()
+        .segment
+        .positions
+        .len();
     flip_byte(&path, middle_of_record(&path, count - 1));
 
     let error = EventLog::open(dir.path(), small_segments()).err().unwrap();
@@ -311,7 +337,7 @@ fn damaged_last_record_is_treated_as_torn() {
     let path = segment::segment_path(dir.path(), 0);
     flip_byte(&path, middle_of_record(&path, 2));
 
-    // NOTE: a flipped byte in the newest record cannot be told apart from a
+    // NOTE: a flipped byte in the newest record is indistinguishable from a
     // torn write, so that record is dropped.
     let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(log.next_offset(), 2);
