@@ -18,6 +18,16 @@ pub enum LogError {
         path.display()
     )]
     Corrupt { path: PathBuf, position: u64 },
+    #[error(
+        "event log segment {} starts at offset {found}, but the segment before it ends at \
+         {expected}, so a segment file is missing",
+        path.display()
+    )]
+    MissingSegment {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
     #[error("failed to generate a random event id: {0}")]
     EventId(getrandom::Error),
     #[error(

@@ -65,9 +65,20 @@ impl EventLog {
         std::fs::create_dir_all(&dir).map_err(|e| LogError::io("create", &dir, e))?;
 
         let bases = segment::list_segments(&dir)?;
-        let mut segments = Vec::with_capacity(bases.len().max(1));
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         let mut index = HashMap::new();
         for (i, &base) in bases.iter().enumerate() {
+            // Retention deletes only the oldest segments, so the rest must
+            // be contiguous.
+            if let Some(previous) = segments.last()
+                && base != previous.end_offset()
+            {
+                return Err(LogError::MissingSegment {
+                    path: segment::segment_path(&dir, base),
+                    expected: previous.end_offset(),
+                    found: base,
+                });
+            }
             let scan = segment::scan(&dir, base)?;
             let is_last = i + 1 == bases.len();
             // Only the last segment can be torn, because a segment is closed

@@ -109,6 +109,43 @@ fn dedupe_index_survives_reopen() {
 }
 
 #[test]
+fn missing_middle_segment_fails_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EventLog::open(dir.path(), small_segments()).unwrap();
+        for start in (0..30).step_by(3) {
+            log.append_batch(ids(start..start + 3)).unwrap();
+        }
+    }
+    let bases = segment::list_segments(dir.path()).unwrap();
+    assert!(bases.len() > 2, "expected several segments, got {bases:?}");
+    fs::remove_file(segment::segment_path(dir.path(), bases[1])).unwrap();
+
+    let error = EventLog::open(dir.path(), small_segments()).err().unwrap();
+    assert!(
+        matches!(error, LogError::MissingSegment { found, .. } if found == bases[2]),
+        "{error}"
+    );
+}
+
+#[test]
+fn log_works_through_sink_and_source_traits() {
+    fn copy_all<S: EventSource, K: EventSink>(source: &S, sink: &K) -> usize {
+        let events = source.read_from(0, 100).unwrap();
+        let batch = events.into_iter().map(|stored| stored.event).collect();
+        sink.append_batch(batch).unwrap().len()
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    log.append_batch(ids(0..5)).unwrap();
+
+    // Copying a log into itself only finds duplicates.
+    assert_eq!(copy_all(&log, &log), 5);
+    assert_eq!(log.next_offset(), 5);
+}
+
+#[test]
 fn segments_roll_at_size_limit() {
     let dir = tempfile::tempdir().unwrap();
     let log = EventLog::open(dir.path(), small_segments()).unwrap();
