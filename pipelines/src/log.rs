@@ -1,0 +1,410 @@
+//! The embedded event log: append-only segment files in one directory.
+
+use crate::error::LogError;
+use crate::event::{Event, random_event_id};
+use crate::record::{self, Decoded};
+use crate::segment::{self, Segment};
+use crate::stream::{Appended, EventSink, EventSource, ItemResult, StoredEvent};
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Segment size and retention settings.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// A new segment starts when the next batch would take the active one
+    /// past this many bytes. One batch is never split, so a batch larger than
+    /// the limit makes one segment larger than the limit.
+    pub segment_max_bytes: u64,
+    /// Delete a closed segment once its newest event was received longer ago
+    /// than this.
+    pub retention_max_age: Option<Duration>,
+    /// Delete the oldest closed segments while all segments together exceed
+    /// this many bytes.
+    pub retention_max_bytes: Option<u64>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            segment_max_bytes: 64 * 1024 * 1024,
+            retention_max_age: None,
+            retention_max_bytes: None,
+        }
+    }
+}
+
+/// A durable, append-only event log on the local file system.
+///
+/// Deduplication covers the retained segments only: once a segment is deleted,
+/// its (tenant, event_id) pairs can be appended again.
+pub struct EventLog {
+    dir: PathBuf,
+    options: LogOptions,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Oldest first; the last one is the active segment.
+    segments: Vec<Segment>,
+    active: File,
+    index: HashMap<(String, String), u64>,
+    /// Set when a failed write could not be rolled back.
+    failed: bool,
+}
+
+impl EventLog {
+    /// Opens the log in `dir`, creating it when missing, and recovers it: every
+    /// segment is scanned to rebuild the id index, and a torn tail of the last
+    /// segment is truncated.
+    pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self, LogError> {
+        let dir = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&dir).map_err(|e| LogError::io("create", &dir, e))?;
+
+        let bases = segment::list_segments(&dir)?;
+        let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
+        let mut index = HashMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            // Retention deletes only the oldest segments, so the rest must
+            // be contiguous.
+            if let Some(previous) = segments.last()
+                && base != previous.end_offset()
+            {
+                return Err(LogError::MissingSegment {
+                    path: segment::segment_path(&dir, base),
+                    expected: previous.end_offset(),
+                    found: base,
+                });
+            }
+            let scan = segment::scan(&dir, base)?;
+            let is_last = i + 1 == bases.len();
+            // Only the last segment can be torn, because a segment is closed
+            // only after its last write was synced.
+            if scan.torn_tail && !is_last {
+                return Err(LogError::Corrupt {
+                    path: scan.segment.path,
+                    position: scan.segment.size,
+                });
+            }
+            if scan.torn_tail {
+                truncate(&scan.segment.path, scan.segment.size)?;
+            }
+            for (tenant, event_id, offset) in scan.ids {
+                index.insert((tenant, event_id), offset);
+            }
+            segments.push(scan.segment);
+        }
+
+        if segments.is_empty() {
+            segments.push(Segment::empty(&dir, 0));
+        }
+        let active = open_for_append(&dir, segments.last().unwrap())?;
+        Ok(EventLog {
+            dir,
+            options,
+            state: Mutex::new(State {
+                segments,
+                active,
+                index,
+                failed: false,
+            }),
+        })
+    }
+
+    /// Returns the directory that contains the segment files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Returns the offset the next accepted event will get.
+    pub fn next_offset(&self) -> u64 {
+        self.lock().segments.last().unwrap().end_offset()
+    }
+
+    /// Returns the oldest retained offset.
+    pub fn start_offset(&self) -> u64 {
+        self.lock().segments[0].base_offset
+    }
+
+    /// Returns the number of segment files.
+    pub fn segment_count(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// Validates and appends `events`, then syncs the file before returning.
+    ///
+    /// Returns one result per input, in order. An event without an id gets a
+    /// random one. A (tenant, event_id) already in the log, or earlier in the
+    /// same batch, returns the earlier offset and is not written again. An I/O
+    /// failure fails the whole batch and acknowledges none of it.
+    pub fn append_batch(&self, events: Vec<Event>) -> Result<Vec<ItemResult>, LogError> {
+        let mut state = self.lock();
+        if state.failed {
+            return Err(LogError::Failed {
+                path: self.dir.clone(),
+            });
+        }
+        let received_at = now_millis();
+        let first_offset = state.segments.last().unwrap().end_offset();
+
+        // Encode the accepted events into one buffer so the batch is a single
+        // write followed by a single sync.
+        let mut results = Vec::with_capacity(events.len());
+        let mut buffer = Vec::new();
+        let mut relative_positions = Vec::new();
+        let mut batch_ids: HashMap<(String, String), u64> = HashMap::new();
+        for mut event in events {
+            if let Err(error) = event.validate() {
+                results.push(Err(error));
+                continue;
+            }
+            let event_id = match event.event_id.take() {
+                Some(id) => id,
+                None => random_event_id().map_err(LogError::EventId)?,
+            };
+            let key = (event.tenant.clone(), event_id.clone());
+            let earlier = state.index.get(&key).or_else(|| batch_ids.get(&key));
+            if let Some(&offset) = earlier {
+                results.push(Ok(Appended {
+                    offset,
+                    event_id,
+                    duplicate: true,
+                }));
+                continue;
+            }
+
+            let offset = first_offset + relative_positions.len() as u64;
+            event.event_id = Some(event_id.clone());
+            event.received_at = received_at;
+            relative_positions.push(buffer.len() as u64);
+            record::encode(offset, &event, &mut buffer);
+            batch_ids.insert(key, offset);
+            results.push(Ok(Appended {
+                offset,
+                event_id,
+                duplicate: false,
+            }));
+        }
+        if buffer.is_empty() {
+            return Ok(results);
+        }
+
+        let active_size = state.segments.last().unwrap().size;
+        if active_size > 0 && active_size + buffer.len() as u64 > self.options.segment_max_bytes {
+            self.roll(&mut state, first_offset)?;
+            self.enforce_retention_locked(&mut state, now_millis())?;
+        }
+        self.write_synced(&mut state, &buffer)?;
+
+        // Only now, with the bytes on disk, does the batch become visible.
+        let state = &mut *state;
+        let active = state.segments.last_mut().unwrap();
+        let start = active.size;
+        active
+            .positions
+            .extend(relative_positions.iter().map(|p| start + p));
+        active.size += buffer.len() as u64;
+        active.newest_received_at = active.newest_received_at.max(received_at);
+        state.index.extend(batch_ids);
+        Ok(results)
+    }
+
+    /// Returns up to `max` events from `offset` on. An `offset` older than the
+    /// retained segments starts at [`EventLog::start_offset`]; one at or past
+    /// the end returns nothing.
+    pub fn read_from(&self, offset: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {
+        let state = self.lock();
+        let mut offset = offset.max(state.segments[0].base_offset);
+        let mut events = Vec::new();
+        let first = state.segments.partition_point(|s| s.end_offset() <= offset);
+
+        for segment in &state.segments[first..] {
+            if events.len() >= max {
+                break;
+            }
+            if offset >= segment.end_offset() {
+                continue;
+            }
+            let index = (offset - segment.base_offset) as usize;
+            let start = segment.positions[index];
+            let count = (segment.positions.len() - index).min(max - events.len());
+            let last = index + count;
+            let end = segment.positions.get(last).copied().unwrap_or(segment.size);
+
+            let mut bytes = vec![0u8; (end - start) as usize];
+            let mut file =
+                File::open(&segment.path).map_err(|e| LogError::io("open", &segment.path, e))?;
+            file.seek(SeekFrom::Start(start))
+                .and_then(|_| file.read_exact(&mut bytes))
+                .map_err(|e| LogError::io("read", &segment.path, e))?;
+
+            let mut position = 0usize;
+            for _ in 0..count {
+                match record::decode(&bytes[position..]) {
+                    Decoded::Record {
+                        offset: stored,
+                        event,
+                        frame_len,
+                    } if stored == offset => {
+                        events.push(StoredEvent {
+                            offset,
+                            event: *event,
+                        });
+                        position += frame_len;
+                        offset += 1;
+                    }
+                    _ => {
+                        return Err(LogError::Corrupt {
+                            path: segment.path.clone(),
+                            position: start + position as u64,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    /// Deletes closed segments that are past the age or size limit and
+    /// returns how many were deleted. The active segment is always kept.
+    pub fn enforce_retention(&self) -> Result<usize, LogError> {
+        let mut state = self.lock();
+        self.enforce_retention_locked(&mut state, now_millis())
+    }
+
+    /// Like [`EventLog::enforce_retention`], with the current time given in
+    /// Unix milliseconds.
+    pub fn enforce_retention_at(&self, now_ms: i64) -> Result<usize, LogError> {
+        let mut state = self.lock();
+        self.enforce_retention_locked(&mut state, now_ms)
+    }
+
+    fn enforce_retention_locked(&self, state: &mut State, now_ms: i64) -> Result<usize, LogError> {
+        let mut total: u64 = state.segments.iter().map(|s| s.size).sum();
+        let mut deleted = 0;
+        while state.segments.len() > 1 {
+            let oldest = &state.segments[0];
+            let too_old = self.options.retention_max_age.is_some_and(|age| {
+                let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+                oldest.newest_received_at < now_ms.saturating_sub(age_ms)
+            });
+            let too_big = self
+                .options
+                .retention_max_bytes
+                .is_some_and(|max| total > max);
+            if !too_old && !too_big {
+                break;
+            }
+
+            std::fs::remove_file(&oldest.path)
+                .map_err(|e| LogError::io("delete", &oldest.path, e))?;
+            total -= oldest.size;
+            state.segments.remove(0);
+            deleted += 1;
+            let start = state.segments[0].base_offset;
+            state.index.retain(|_, offset| *offset >= start);
+        }
+        if deleted > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(deleted)
+    }
+
+    /// Closes the active segment and starts a new one at `base_offset`.
+    fn roll(&self, state: &mut State, base_offset: u64) -> Result<(), LogError> {
+        let segment = Segment::empty(&self.dir, base_offset);
+        let active = open_for_append(&self.dir, &segment)?;
+        state.active = active;
+        state.segments.push(segment);
+        Ok(())
+    }
+
+    /// Writes `buffer` to the active segment and syncs it. On failure the
+    /// file is cut back to its previous length so no partial batch stays.
+    fn write_synced(&self, state: &mut State, buffer: &[u8]) -> Result<(), LogError> {
+        let segment = state.segments.last().unwrap();
+        let written = state
+            .active
+            .write_all(buffer)
+            .and_then(|()| state.active.sync_data());
+        if let Err(error) = written {
+            let rolled_back = state
+                .active
+                .set_len(segment.size)
+                .and_then(|()| state.active.sync_data());
+            if rolled_back.is_err() {
+                state.failed = true;
+            }
+            return Err(LogError::io("write", &segment.path, error));
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state changes only after the file operation it records has
+        // succeeded, so a holder that panicked left it consistent with the files.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl EventSink for EventLog {
+    type Error = LogError;
+
+    fn append_batch(&self, events: Vec<Event>) -> Result<Vec<ItemResult>, LogError> {
+        EventLog::append_batch(self, events)
+    }
+}
+
+impl EventSource for EventLog {
+    type Error = LogError;
+
+    fn read_from(&self, offset: u64, max: usize) -> Result<Vec<StoredEvent>, LogError> {
+        EventLog::read_from(self, offset, max)
+    }
+}
+
+/// Opens a segment for appending, creating it (and syncing the directory so
+/// the new name survives a crash) when missing.
+fn open_for_append(dir: &Path, segment: &Segment) -> Result<File, LogError> {
+    let existed = segment.path.exists();
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&segment.path)
+        .map_err(|e| LogError::io("open", &segment.path, e))?;
+    if !existed {
+        sync_dir(dir)?;
+    }
+    Ok(file)
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), LogError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| LogError::io("open", path, e))?;
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| LogError::io("truncate", path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| LogError::io("sync", dir, e))
+}
+
+fn now_millis() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests;
