@@ -15,6 +15,7 @@ const RUNS: [(usize, usize); 3] = [(1, 2_000), (100, 100_000), (10_000, 500_000)
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let parent = std::env::args().nth(1).unwrap_or_else(|| ".".into());
+    std::fs::create_dir_all(&parent)?;
 
     println!("| batch size | events | seconds | events/s |");
     println!("|---:|---:|---:|---:|");
