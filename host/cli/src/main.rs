@@ -2,6 +2,7 @@
 //! components.
 
 mod build;
+mod events_service;
 mod models_service;
 mod train;
 mod up;

@@ -88,6 +88,17 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         models_dir.join("response-rate"),
     ));
     services.register("models", models);
+    let events_dir = data_dir.join("events");
+    let events = tokio::task::block_in_place(|| {
+        copycar_events::EventLog::open(&events_dir, Default::default())
+    })
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "failed to open the event log in {}: {e}",
+            events_dir.display()
+        )
+    })?;
+    services.register("events", crate::events_service::EventsService::new(events));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -1,0 +1,103 @@
+//! Events for the caller's tenant under `/api/v1/events`, for authenticated
+//! callers (access token or API key):
+//!
+//! | method and path | effect |
+//! |---|---|
+//! | `POST /` | `{"events": [...]}`, 1 to 1,000 events: stores them and returns one result per event, in order |
+//! | `GET /?from=OFFSET&limit=N` | the tenant's events from an offset, and the offset to read next |
+//!
+//! An event is `{"type", "occurred_at", "event_id"?, "campaign"?, "account"?,
+//! "recipient"?, "channel"?, "variant"?, "properties"?}` with `occurred_at`
+//! in Unix milliseconds. A repeated `event_id` is stored once. The tenant
+//! always comes from the credential. The log itself lives in the host's data
+//! plane at `events.copycar.internal` (the `events_url` variable).
+
+use copycar_guest::caller::authenticate;
+use copycar_guest::http::{ApiError, ApiResult, finish, header, json_body, json_response};
+use copycar_guest::store::Kv;
+use serde_json::{Value, json};
+use spin_sdk::http::{Method, Request, Response};
+use spin_sdk::http_component;
+
+#[http_component]
+async fn handle(request: Request) -> Response {
+    let result = route(&request).await;
+    finish("events", &request, result)
+}
+
+async fn route(request: &Request) -> ApiResult {
+    let path = header(request, "spin-path-info")
+        .unwrap_or("")
+        .trim_end_matches('/')
+        .to_string();
+    let caller = authenticate(request, &Kv::open()?)?;
+    match (path.as_str(), request.method()) {
+        ("", Method::Post) => {
+            #[derive(serde::Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct Batch {
+                events: Vec<Value>,
+            }
+            let batch: Batch = json_body(request)?;
+            if batch.events.is_empty() || batch.events.len() > 1000 {
+                return Err(ApiError::bad_field("events", "send 1 to 1000 events"));
+            }
+            let body = json!({"tenant": caller.tenant_id, "events": batch.events});
+            let (status, reply) = call_log(
+                Method::Post,
+                "/v1/events".into(),
+                body.to_string().into_bytes(),
+            )
+            .await?;
+            Ok(json_response(status, reply))
+        }
+        ("", Method::Get) => {
+            let mut query = format!("tenant={}", caller.tenant_id);
+            for pair in request.query().split('&').filter(|p| !p.is_empty()) {
+                let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+                if key != "from" && key != "limit" {
+                    return Err(ApiError::bad_field(
+                        "query",
+                        format!("unknown parameter `{key}`; use from and limit"),
+                    ));
+                }
+                query.push('&');
+                query.push_str(pair);
+            }
+            let (status, reply) =
+                call_log(Method::Get, format!("/v1/events?{query}"), Vec::new()).await?;
+            Ok(json_response(status, reply))
+        }
+        ("", method) => Err(ApiError::new(
+            405,
+            format!("method {method} is not allowed; use GET or POST"),
+        )),
+        _ => Err(ApiError::not_found(&format!(
+            "endpoint /api/v1/events{path}"
+        ))),
+    }
+}
+
+/// Calls the event log service and returns its status and JSON body.
+async fn call_log(
+    method: Method,
+    path_and_query: String,
+    body: Vec<u8>,
+) -> Result<(u16, Value), ApiError> {
+    let base = spin_sdk::variables::get("events_url")
+        .unwrap_or_else(|_| "http://events.copycar.internal".into());
+    let request = Request::builder()
+        .method(method)
+        .uri(format!("{}{path_and_query}", base.trim_end_matches('/')))
+        .header("content-type", "application/json")
+        .body(body)
+        .build();
+    let response: Response = spin_sdk::http::send(request).await.map_err(|e| {
+        eprintln!("events: event log service unreachable: {e}");
+        ApiError::new(503, "the event log is unavailable")
+    })?;
+    let status = *response.status();
+    let value = serde_json::from_slice(response.body())
+        .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(response.body())}));
+    Ok((status, value))
+}

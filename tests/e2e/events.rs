@@ -1,0 +1,137 @@
+//! Event ingest: per-item results, idempotency by event id, durability
+//! across a killed host, and tenant-scoped reads.
+
+use crate::auth::register;
+use crate::support::{Host, HostOptions, app_manifest, app_options, client};
+use serde_json::{Value, json};
+
+async fn post(host: &Host, token: &str, events: Value) -> (u16, Value) {
+    let response = client()
+        .post(host.url("/api/v1/events"))
+        .bearer_auth(token)
+        .json(&json!({ "events": events }))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn read(host: &Host, token: &str, query: &str) -> (u16, Value) {
+    let response = client()
+        .get(host.url(&format!("/api/v1/events{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn batch_reports_each_item_and_dedupes() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let account = register(&host, "events@example.com", "Events").await;
+    let batch = json!([
+        {"event_id": "e-1", "type": "click", "occurred_at": 1_733_300_000_000_i64, "campaign": "spring", "recipient": "r-9"},
+        {"type": "teleport", "occurred_at": 1_733_300_000_000_i64},
+        {"type": "open"},
+        {"type": "custom:demo.booked", "occurred_at": 1_733_300_000_500_i64, "properties": {"value": 3}},
+    ]);
+    let (status, body) = post(&host, &account.access, batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 2, "{body}");
+    assert_eq!(body["rejected"], 2, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["event_id"], "e-1");
+    assert!(
+        results[1]["error"].as_str().unwrap().contains("type"),
+        "{body}"
+    );
+    assert!(
+        results[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("occurred_at"),
+        "{body}"
+    );
+    assert!(
+        results[3]["event_id"].as_str().unwrap().len() >= 16,
+        "an id is assigned"
+    );
+
+    let (_, again) = post(
+        &host,
+        &account.access,
+        json!([{"event_id": "e-1", "type": "click", "occurred_at": 1}]),
+    )
+    .await;
+    assert_eq!(again["results"][0]["duplicate"], true, "{again}");
+    assert_eq!(again["results"][0]["offset"], results[0]["offset"]);
+
+    let (status, _) = post(&host, &account.access, json!([])).await;
+    assert_eq!(status, 400);
+    let (status, _) = read(&host, &account.access, "?tenant=someone-else").await;
+    assert_eq!(status, 400, "the tenant comes from the credential only");
+    let anonymous = client()
+        .get(host.url("/api/v1/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
+#[tokio::test]
+async fn events_survive_kill_per_tenant() {
+    let data = tempfile::tempdir().unwrap();
+    let options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
+    let host = Host::start_with(&app_manifest(), options.clone());
+    let a = register(&host, "a@events.example", "A").await;
+    let b = register(&host, "b@events.example", "B").await;
+    let sent: Vec<Value> = (0..3)
+        .map(|i| json!({"event_id": format!("a-{i}"), "type": "sent", "occurred_at": 1_733_300_000_000_i64 + i}))
+        .collect();
+    let (status, body) = post(&host, &a.access, Value::Array(sent)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 3);
+    post(
+        &host,
+        &b.access,
+        json!([{"event_id": "b-0", "type": "reply", "occurred_at": 5}]),
+    )
+    .await;
+    // SIGKILL: acknowledged events must already be on disk.
+    drop(host);
+
+    let host = Host::start_with(&app_manifest(), options);
+    let (status, body) = read(&host, &a.access, "?from=0&limit=10").await;
+    assert_eq!(status, 200, "{body}");
+    let ids: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["a-0", "a-1", "a-2"]);
+    let (_, page) = read(&host, &a.access, "?from=0&limit=2").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    let (_, rest) = read(&host, &a.access, &format!("?from={}", page["next_offset"])).await;
+    assert_eq!(rest["events"][0]["event_id"], "a-2");
+    let (_, theirs) = read(&host, &b.access, "").await;
+    let ids: Vec<&str> = theirs["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["b-0"]);
+    let (status, _) = read(&host, &a.access, "?limit=0").await;
+    assert_eq!(status, 400);
+}
