@@ -135,3 +135,15 @@ async fn events_survive_kill_per_tenant() {
     let (status, _) = read(&host, &a.access, "?limit=0").await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn full_batch_of_a_thousand_is_accepted() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let account = register(&host, "bulk@example.com", "Bulk").await;
+    let events: Vec<Value> = (0..1000)
+        .map(|i| json!({"type": "open", "occurred_at": 1_733_300_000_000_i64 + i, "campaign": "bulk", "recipient": format!("r-{i}")}))
+        .collect();
+    let (status, body) = post(&host, &account.access, Value::Array(events)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1000);
+}

@@ -13,11 +13,14 @@
 //! plane at `events.copycar.internal` (the `events_url` variable).
 
 use copycar_guest::caller::authenticate;
-use copycar_guest::http::{ApiError, ApiResult, finish, header, json_body, json_response};
+use copycar_guest::http::{ApiError, ApiResult, finish, header, json_body_up_to, json_response};
 use copycar_guest::store::Kv;
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
+
+/// Largest batch body: 1,000 events of a few kilobytes each.
+const MAX_BATCH_BYTES: usize = 4 << 20;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
@@ -38,7 +41,7 @@ async fn route(request: &Request) -> ApiResult {
             struct Batch {
                 events: Vec<Value>,
             }
-            let batch: Batch = json_body(request)?;
+            let batch: Batch = json_body_up_to(request, MAX_BATCH_BYTES)?;
             if batch.events.is_empty() || batch.events.len() > 1000 {
                 return Err(ApiError::bad_field("events", "send 1 to 1000 events"));
             }

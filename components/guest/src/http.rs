@@ -90,16 +90,24 @@ pub fn header<'a>(request: &'a Request, name: &str) -> Option<&'a str> {
 /// Parses a JSON body into `T`, rejecting other content types, oversized
 /// bodies and unknown fields with a 4xx naming the problem.
 pub fn json_body<T: DeserializeOwned>(request: &Request) -> Result<T, ApiError> {
+    json_body_up_to(request, MAX_BODY_BYTES)
+}
+
+/// Like [`json_body`], for endpoints that take larger bodies (batches).
+pub fn json_body_up_to<T: DeserializeOwned>(
+    request: &Request,
+    max_bytes: usize,
+) -> Result<T, ApiError> {
     let content_type = header(request, "content-type").unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
         return Err(ApiError::new(415, "send the body as application/json"));
     }
     let body = request.body();
-    if body.len() > MAX_BODY_BYTES {
+    if body.len() > max_bytes {
         return Err(ApiError::new(
             413,
-            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            format!("request body is larger than {max_bytes} bytes"),
         ));
     }
     serde_json::from_slice(body).map_err(|e| ApiError::new(400, format!("invalid JSON body: {e}")))
