@@ -14,6 +14,7 @@
 
 use copycar_guest::caller::authenticate;
 use copycar_guest::http::{ApiError, ApiResult, finish, header, json_body_up_to, json_response};
+use copycar_guest::service::Service;
 use copycar_guest::store::Kv;
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
@@ -21,6 +22,13 @@ use spin_sdk::http_component;
 
 /// Largest batch body: 1,000 events of a few kilobytes each.
 const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The event log in the host's data plane.
+const EVENT_LOG: Service = Service {
+    url_variable: "events_url",
+    default_url: "http://events.copycar.internal",
+    name: "event log",
+};
 
 #[http_component]
 async fn handle(request: Request) -> Response {
@@ -46,12 +54,9 @@ async fn route(request: &Request) -> ApiResult {
                 return Err(ApiError::bad_field("events", "send 1 to 1000 events"));
             }
             let body = json!({"tenant": caller.tenant_id, "events": batch.events});
-            let (status, reply) = call_log(
-                Method::Post,
-                "/v1/events".into(),
-                body.to_string().into_bytes(),
-            )
-            .await?;
+            let (status, reply) = EVENT_LOG
+                .call(Method::Post, "/v1/events", body.to_string().into_bytes())
+                .await?;
             Ok(json_response(status, reply))
         }
         ("", Method::Get) => {
@@ -67,8 +72,9 @@ async fn route(request: &Request) -> ApiResult {
                 query.push('&');
                 query.push_str(pair);
             }
-            let (status, reply) =
-                call_log(Method::Get, format!("/v1/events?{query}"), Vec::new()).await?;
+            let (status, reply) = EVENT_LOG
+                .call(Method::Get, &format!("/v1/events?{query}"), Vec::new())
+                .await?;
             Ok(json_response(status, reply))
         }
         ("", method) => Err(ApiError::new(
@@ -79,28 +85,4 @@ async fn route(request: &Request) -> ApiResult {
             "endpoint /api/v1/events{path}"
         ))),
     }
-}
-
-/// Calls the event log service and returns its status and JSON body.
-async fn call_log(
-    method: Method,
-    path_and_query: String,
-    body: Vec<u8>,
-) -> Result<(u16, Value), ApiError> {
-    let base = spin_sdk::variables::get("events_url")
-        .unwrap_or_else(|_| "http://events.copycar.internal".into());
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("{}{path_and_query}", base.trim_end_matches('/')))
-        .header("content-type", "application/json")
-        .body(body)
-        .build();
-    let response: Response = spin_sdk::http::send(request).await.map_err(|e| {
-        eprintln!("events: event log service unreachable: {e}");
-        ApiError::new(503, "the event log is unavailable")
-    })?;
-    let status = *response.status();
-    let value = serde_json::from_slice(response.body())
-        .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(response.body())}));
-    Ok((status, value))
 }

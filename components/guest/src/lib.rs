@@ -6,9 +6,11 @@
 //! - [`store`]: typed JSON records in the `default` key-value store;
 //! - [`caller`]: authenticating a request's access token or API key into a
 //!   [`Caller`](caller::Caller) that carries the tenant;
-//! - [`locks`]: atomic claims and counters from the host.
+//! - [`locks`]: atomic claims and counters from the host;
+//! - [`service`]: JSON calls to the host's other data-plane services.
 
 pub mod caller;
 pub mod http;
 pub mod locks;
+pub mod service;
 pub mod store;

@@ -31,7 +31,7 @@ impl ApiKey {
         })
     }
 
-    /// Whether `text` looks like an API key rather than a JWT.
+    /// Reports whether `text` looks like an API key rather than a JWT.
     pub fn looks_like(text: &str) -> bool {
         text.starts_with(PREFIX)
     }
@@ -51,7 +51,7 @@ impl ApiKey {
         })
     }
 
-    /// The full key, shown to its creator once.
+    /// Returns the full key, which its creator sees once.
     pub fn to_key_string(&self) -> String {
         format!("{PREFIX}{}_{}", self.id, self.secret)
     }

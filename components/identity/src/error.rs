@@ -1,4 +1,5 @@
-/// Why a credential was rejected. Messages are safe to show to clients.
+/// The reason a credential was rejected. Messages are safe to show to
+/// clients.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum IdentityError {

@@ -53,12 +53,12 @@ impl RefreshToken {
         })
     }
 
-    /// The string given to the client.
+    /// Returns the string given to the client.
     pub fn to_token_string(&self) -> String {
         format!("{}.{}", self.id, self.secret)
     }
 
-    /// The stored hash of the secret.
+    /// Returns the hash of the secret, the only part that is stored.
     pub fn secret_hash(&self) -> String {
         sha256_hex(self.secret.as_bytes())
     }

@@ -12,13 +12,21 @@
 
 use copycar_guest::caller::authenticate;
 use copycar_guest::http::{ApiError, ApiResult, header, json_response};
+use copycar_guest::service::Service;
 use copycar_guest::store::Kv;
-use serde_json::{Value, json};
+use serde_json::json;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
 /// Largest request body passed on: 1,000 records of a few hundred bytes.
 const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// The model service in the host's data plane.
+const MODELS: Service = Service {
+    url_variable: "models_url",
+    default_url: "http://models.copycar.internal",
+    name: "models service",
+};
 
 #[http_component]
 async fn handle(request: Request) -> Response {
@@ -59,12 +67,13 @@ async fn predict(request: &Request, tenant_id: &str) -> ApiResult {
             format!("request body is larger than {MAX_BODY_BYTES} bytes"),
         ));
     }
-    let (status, body) = call_models(
-        Method::Post,
-        "/v1/response-rate/predict",
-        request.body().to_vec(),
-    )
-    .await?;
+    let (status, body) = MODELS
+        .call(
+            Method::Post,
+            "/v1/response-rate/predict",
+            request.body().to_vec(),
+        )
+        .await?;
     if status == 200 {
         eprintln!("predict: tenant={tenant_id} scored response rate");
     }
@@ -72,7 +81,9 @@ async fn predict(request: &Request, tenant_id: &str) -> ApiResult {
 }
 
 async fn model_info() -> ApiResult {
-    let (status, body) = call_models(Method::Get, "/v1/response-rate", Vec::new()).await?;
+    let (status, body) = MODELS
+        .call(Method::Get, "/v1/response-rate", Vec::new())
+        .await?;
     if status != 200 {
         return Ok(json_response(status, body));
     }
@@ -89,24 +100,4 @@ async fn model_info() -> ApiResult {
             }),
         }),
     ))
-}
-
-/// Calls the models service and returns its status and JSON body.
-async fn call_models(method: Method, path: &str, body: Vec<u8>) -> Result<(u16, Value), ApiError> {
-    let base = spin_sdk::variables::get("models_url")
-        .unwrap_or_else(|_| "http://models.copycar.internal".into());
-    let request = Request::builder()
-        .method(method)
-        .uri(format!("{}{path}", base.trim_end_matches('/')))
-        .header("content-type", "application/json")
-        .body(body)
-        .build();
-    let response: Response = spin_sdk::http::send(request).await.map_err(|e| {
-        eprintln!("predict: models service unreachable: {e}");
-        ApiError::new(503, "the models service is unavailable")
-    })?;
-    let status = *response.status();
-    let body: Value = serde_json::from_slice(response.body())
-        .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(response.body())}));
-    Ok((status, body))
 }

@@ -34,7 +34,7 @@ pub enum PortPattern {
 }
 
 impl AllowedHost {
-    /// Parses one entry, returning a message that says what is wrong.
+    /// Parses one entry. The error message states what is wrong with it.
     pub fn parse(raw: &str) -> Result<Self, String> {
         let entry = raw.trim();
         if entry == "insecure:allow-all" {
@@ -101,7 +101,7 @@ impl AllowedHost {
         &self.host
     }
 
-    /// Whether this entry allows a request with this scheme, host and port.
+    /// Reports whether this entry allows a request with this scheme, host and port.
     /// `host` must be lowercase without IPv6 brackets.
     pub fn allows(&self, scheme: &str, host: &str, port: u16) -> bool {
         let scheme_ok = self.scheme.as_deref().is_none_or(|s| s == scheme);
@@ -119,7 +119,7 @@ impl AllowedHost {
         scheme_ok && host_ok && port_ok
     }
 
-    /// Whether this entry names `host` itself rather than matching it
+    /// Reports whether this entry names `host` itself rather than matching it
     /// through a wildcard. Only such entries may reach loopback, private and
     /// link-local addresses.
     pub fn names_exactly(&self, host: &str) -> bool {
@@ -225,12 +225,12 @@ impl AllowedHosts {
         &self.entries
     }
 
-    /// The first entry that allows this scheme, host and port.
+    /// Finds the first entry that allows this scheme, host and port.
     pub fn find(&self, scheme: &str, host: &str, port: u16) -> Option<&AllowedHost> {
         self.entries.iter().find(|e| e.allows(scheme, host, port))
     }
 
-    /// Whether some entry that allows the request names `host` exactly.
+    /// Reports whether some entry that allows the request names `host` exactly.
     pub fn names_exactly(&self, scheme: &str, host: &str, port: u16) -> bool {
         self.entries
             .iter()

@@ -248,13 +248,13 @@ impl App {
     pub fn http_triggers(&self) -> &[HttpTrigger] {
         &self.http_triggers
     }
-    /// The `[application.tool.<name>]` table, where tools keep settings
+    /// Returns the `[application.tool.<name>]` table, where tools keep settings
     /// that Spin itself ignores.
     pub fn tool(&self, name: &str) -> Option<&toml::Table> {
         self.tool.get(name)
     }
 
-    /// The route table of the public HTTP triggers.
+    /// Builds the route table of the public HTTP triggers.
     pub fn router(&self) -> Result<Router, ManifestError> {
         let routes = self.http_triggers.iter().filter_map(|t| match &t.route {
             TriggerRoute::Path(route) => Some((route.as_str(), t.component.as_str())),

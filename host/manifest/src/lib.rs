@@ -4,7 +4,7 @@
 //! [`App::load`] reads a manifest, checks it and returns the application:
 //! components with their sources, grants and variables, the application
 //! variables, and the HTTP triggers. [`Router`] turns the triggers into the
-//! route table, following Spin's matching rules, and [`AllowedHosts`] holds a
+//! route table, following Spin's matching rules, and [`AllowedHosts`] is a
 //! component's outbound allow-list. Nothing here touches WebAssembly; the
 //! runtime crate builds on these types.
 

@@ -105,7 +105,7 @@ impl Router {
         })
     }
 
-    /// Every declared route with its component, exact routes first.
+    /// Lists every declared route with its component, exact routes first.
     pub fn routes(&self) -> Vec<(&str, &str)> {
         let mut exact: Vec<_> = self
             .exact

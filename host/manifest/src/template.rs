@@ -64,7 +64,7 @@ impl Template {
         })
     }
 
-    /// Whether the template contains no variable references.
+    /// Reports whether the template contains no variable references.
     pub fn is_literal(&self) -> bool {
         self.variables().next().is_none()
     }

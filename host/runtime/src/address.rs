@@ -14,10 +14,10 @@ pub(crate) fn restricted_reason(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// Whether `ip` is link-local or a known cloud metadata address. These stay
-/// refused for host names even when an allow-list entry names the host, so
-/// a name whose DNS answer points at the metadata service gains nothing;
-/// only an entry with the IP literal itself reaches them.
+/// Reports whether `ip` is link-local or a known cloud metadata address.
+/// Such addresses are rejected for host names even when an allow-list entry
+/// names the host, so a DNS answer that points at the metadata service gains
+/// nothing. Only an entry with the IP literal itself reaches them.
 pub(crate) fn is_link_local_or_metadata(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_link_local() || v4 == Ipv4Addr::new(100, 100, 100, 200),

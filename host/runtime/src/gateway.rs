@@ -315,7 +315,7 @@ impl Gateway {
         }
     }
 
-    /// The route's concurrency limit, if it has one.
+    /// Returns the route's concurrency limit, if it has one.
     pub fn slots(
         &self,
         policy: (usize, &RoutePolicy),

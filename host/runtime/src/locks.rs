@@ -11,8 +11,8 @@
 //! - `POST /peek`: like `/count` without adding.
 //! - `POST /reset` `{"key"}`: clears a counter.
 //!
-//! Keys are private to the calling component. State lives in memory: a
-//! restart forgets it, so callers keep durable facts (a token's `used` flag)
+//! Keys are private to the calling component. State lives in memory and a
+//! restart clears it, so callers keep durable facts (a token's `used` flag)
 //! in their own store and use this service to settle races.
 
 use crate::services::{InternalService, ServiceFuture, ServiceRequest, json_response};

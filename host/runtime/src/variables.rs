@@ -11,7 +11,7 @@ use copycar_manifest::App;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-/// Where an application variable's value came from.
+/// The source of an application variable's value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VariableSource {
     CommandLine,

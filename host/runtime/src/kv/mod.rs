@@ -76,7 +76,7 @@ pub struct KeyValueStores {
 
 impl KeyValueStores {
     /// Opens the configured stores. The `default` store always exists and
-    /// is embedded unless the runtime config says otherwise.
+    /// is embedded unless the runtime config defines it.
     pub async fn open(
         configured: &BTreeMap<String, KeyValueStoreConfig>,
         data_dir: &Path,

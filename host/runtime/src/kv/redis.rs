@@ -55,7 +55,7 @@ impl RedisStore {
         match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
             Ok(result) => result.map_err(Self::error),
             Err(_) => Err(KvError(format!(
-                "redis did not answer within {} s (store hash {})",
+                "redis did not respond within {} s (store hash {})",
                 COMMAND_TIMEOUT.as_secs(),
                 self.hash
             ))),

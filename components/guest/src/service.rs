@@ -1,0 +1,42 @@
+//! Calls to the host's data-plane services over HTTP.
+
+use crate::http::ApiError;
+use serde_json::{Value, json};
+use spin_sdk::http::{Method, Request, Response};
+
+/// A data-plane service: the variable that may hold its base URL, and the
+/// in-process address used when the variable is not declared.
+pub struct Service {
+    pub url_variable: &'static str,
+    pub default_url: &'static str,
+    /// Name used in logs and in the 503 shown to clients.
+    pub name: &'static str,
+}
+
+impl Service {
+    /// Sends a JSON request and returns the status and the JSON body. A body
+    /// that is not JSON comes back as `{"error": <text>}`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Value), ApiError> {
+        let base =
+            spin_sdk::variables::get(self.url_variable).unwrap_or_else(|_| self.default_url.into());
+        let request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", base.trim_end_matches('/')))
+            .header("content-type", "application/json")
+            .body(body)
+            .build();
+        let response: Response = spin_sdk::http::send(request).await.map_err(|e| {
+            eprintln!("{} unreachable at {base}: {e}", self.name);
+            ApiError::new(503, format!("the {} is unavailable", self.name))
+        })?;
+        let status = *response.status();
+        let value = serde_json::from_slice(response.body())
+            .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(response.body())}));
+        Ok((status, value))
+    }
+}
