@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `copycar` binary on a free
 //! loopback port with its own data directory and talks HTTP to it.
 
+mod accounts;
 mod auth;
 mod build;
 mod events;

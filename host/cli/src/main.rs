@@ -6,6 +6,7 @@ mod events_service;
 mod models_service;
 mod train;
 mod up;
+mod vectors_service;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};

@@ -99,6 +99,12 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         )
     })?;
     services.register("events", crate::events_service::EventsService::new(events));
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", data_dir.display()))?;
+    let vectors = tokio::task::block_in_place(|| {
+        crate::vectors_service::VectorsService::open(&data_dir.join("vectors.redb"))
+    })?;
+    services.register("vectors", vectors);
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
