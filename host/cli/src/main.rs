@@ -4,6 +4,7 @@
 mod build;
 mod events_service;
 mod models_service;
+mod outreach;
 mod train;
 mod up;
 mod vectors_service;
@@ -32,6 +33,8 @@ enum Command {
     Train(train::TrainArgs),
     /// List or promote stored model versions.
     Models(train::ModelsArgs),
+    /// Research the companies in a CSV file and write copy for each.
+    Outreach(outreach::OutreachArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +74,7 @@ fn run() -> anyhow::Result<()> {
         Command::Build(args) => build::run(args),
         Command::Train(args) => train::run_train(args),
         Command::Models(args) => train::run_models(args),
+        Command::Outreach(args) => outreach::run(args),
     }
 }
 
