@@ -58,6 +58,9 @@ pub(crate) struct OutreachArgs {
     /// Re-research accounts even when a cached profile is fresh.
     #[arg(long)]
     refresh: bool,
+    /// Run the components' build commands before starting.
+    #[arg(long)]
+    build: bool,
 }
 
 /// One company from the CSV.
@@ -99,6 +102,10 @@ pub(crate) fn run(args: OutreachArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| data_dir.join("outreach.jsonl"));
 
+    if args.build {
+        let app = copycar_manifest::App::load(&manifest)?;
+        crate::build::build_components(&app, &[])?;
+    }
     let host = AppProcess::start(&manifest, &data_dir, args.runtime_config_file.as_deref())?;
     eprintln!("application running at {} (log: {})", host.base, host.log.display());
     let result = tokio::runtime::Builder::new_multi_thread()
