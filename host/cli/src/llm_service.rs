@@ -15,8 +15,8 @@
 
 use bytes::Bytes;
 use copycar_runtime::{
-    ChatRequest, GenerateOptions, InternalService, LlmRouter, RouteError, Served,
-    ServiceFuture, ServiceRequest,
+    ChatRequest, GenerateOptions, InternalService, LlmRouter, RouteError, Served, ServiceFuture,
+    ServiceRequest,
 };
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -160,7 +160,10 @@ fn optional_text(
     }
 }
 
-fn optional_number(object: &Map<String, Value>, field: &'static str) -> Result<Option<f64>, Invalid> {
+fn optional_number(
+    object: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<f64>, Invalid> {
     match object.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(value) => value
@@ -211,13 +214,19 @@ fn parse_infer(body: &[u8]) -> Result<(String, String, ChatRequest), Invalid> {
     }
     if let Some(t) = optional_number(&object, "temperature")? {
         if !(0.0..=2.0).contains(&t) {
-            return Err(invalid("temperature", "temperature must be between 0 and 2"));
+            return Err(invalid(
+                "temperature",
+                "temperature must be between 0 and 2",
+            ));
         }
         options.temperature = t as f32;
     }
     if let Some(p) = optional_number(&object, "top_p")? {
         if !(p > 0.0 && p <= 1.0) {
-            return Err(invalid("top_p", "top_p must be greater than 0 and at most 1"));
+            return Err(invalid(
+                "top_p",
+                "top_p must be greater than 0 and at most 1",
+            ));
         }
         options.top_p = Some(p as f32);
     }
@@ -225,7 +234,10 @@ fn parse_infer(body: &[u8]) -> Result<(String, String, ChatRequest), Invalid> {
         None | Some(Value::Null) => {}
         Some(Value::Array(items)) => {
             if items.len() > MAX_STOP {
-                return Err(invalid("stop", format!("stop takes at most {MAX_STOP} sequences")));
+                return Err(invalid(
+                    "stop",
+                    format!("stop takes at most {MAX_STOP} sequences"),
+                ));
             }
             for item in items {
                 match item.as_str() {
@@ -235,7 +247,9 @@ fn parse_infer(body: &[u8]) -> Result<(String, String, ChatRequest), Invalid> {
                     _ => {
                         return Err(invalid(
                             "stop",
-                            format!("each stop sequence must be a string of 1 to {MAX_STOP_CHARS} characters"),
+                            format!(
+                                "each stop sequence must be a string of 1 to {MAX_STOP_CHARS} characters"
+                            ),
                         ));
                     }
                 }
@@ -313,21 +327,23 @@ fn no_model(tenant: &str, model: &str, error: RouteError) -> http::Response<Byte
 
 async fn infer(router: &LlmRouter, body: &[u8]) -> Result<http::Response<Bytes>, Invalid> {
     let (tenant, model, request) = parse_infer(body)?;
-    Ok(match router.generate(&tenant, &model, &request, None).await {
-        Ok(completion) => {
-            let mut fields = served_fields(&completion.served);
-            fields.insert("text".into(), json!(completion.text));
-            fields.insert(
-                "usage".into(),
-                json!({
-                    "prompt_tokens": completion.served.prompt_tokens,
-                    "generated_tokens": completion.served.generated_tokens,
-                }),
-            );
-            reply(200, Value::Object(fields))
-        }
-        Err(e) => no_model(&tenant, &model, e),
-    })
+    Ok(
+        match router.generate(&tenant, &model, &request, None).await {
+            Ok(completion) => {
+                let mut fields = served_fields(&completion.served);
+                fields.insert("text".into(), json!(completion.text));
+                fields.insert(
+                    "usage".into(),
+                    json!({
+                        "prompt_tokens": completion.served.prompt_tokens,
+                        "generated_tokens": completion.served.generated_tokens,
+                    }),
+                );
+                reply(200, Value::Object(fields))
+            }
+            Err(e) => no_model(&tenant, &model, e),
+        },
+    )
 }
 
 async fn embed(router: &LlmRouter, body: &[u8]) -> Result<http::Response<Bytes>, Invalid> {
@@ -354,7 +370,10 @@ fn usage(router: &LlmRouter, query: &str) -> Result<http::Response<Bytes>, Inval
     let mut object = Map::new();
     for (key, value) in pairs {
         if key != "tenant" {
-            return Err(invalid("query", format!("unknown parameter `{key}`; expected tenant")));
+            return Err(invalid(
+                "query",
+                format!("unknown parameter `{key}`; expected tenant"),
+            ));
         }
         object.insert(key, json!(value));
     }
@@ -389,15 +408,36 @@ mod tests {
             (json!({"tenant": "", "prompt": "hi"}), "tenant"),
             (json!({"tenant": "t"}), "prompt"),
             (json!({"tenant": "t", "prompt": ""}), "prompt"),
-            (json!({"tenant": "t", "prompt": "x".repeat(32_769)}), "prompt"),
-            (json!({"tenant": "t", "prompt": "hi", "max_tokens": 0}), "max_tokens"),
-            (json!({"tenant": "t", "prompt": "hi", "max_tokens": 4097}), "max_tokens"),
-            (json!({"tenant": "t", "prompt": "hi", "temperature": 2.5}), "temperature"),
+            (
+                json!({"tenant": "t", "prompt": "x".repeat(32_769)}),
+                "prompt",
+            ),
+            (
+                json!({"tenant": "t", "prompt": "hi", "max_tokens": 0}),
+                "max_tokens",
+            ),
+            (
+                json!({"tenant": "t", "prompt": "hi", "max_tokens": 4097}),
+                "max_tokens",
+            ),
+            (
+                json!({"tenant": "t", "prompt": "hi", "temperature": 2.5}),
+                "temperature",
+            ),
             (json!({"tenant": "t", "prompt": "hi", "top_p": 0}), "top_p"),
-            (json!({"tenant": "t", "prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}), "stop"),
-            (json!({"tenant": "t", "prompt": "hi", "json": "yes"}), "json"),
+            (
+                json!({"tenant": "t", "prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}),
+                "stop",
+            ),
+            (
+                json!({"tenant": "t", "prompt": "hi", "json": "yes"}),
+                "json",
+            ),
             (json!({"tenant": "t", "prompt": "hi", "model": 3}), "model"),
-            (json!({"tenant": "t", "prompt": "hi", "temprature": 1}), "body"),
+            (
+                json!({"tenant": "t", "prompt": "hi", "temprature": 1}),
+                "body",
+            ),
             (json!(["not", "an", "object"]), "body"),
         ];
         for (body, field) in cases {
@@ -407,8 +447,7 @@ mod tests {
 
     #[test]
     fn infer_defaults_follow_the_contract() {
-        let (tenant, model, request) =
-            parse_infer(br#"{"tenant": "t1", "prompt": "hi"}"#).unwrap();
+        let (tenant, model, request) = parse_infer(br#"{"tenant": "t1", "prompt": "hi"}"#).unwrap();
         assert_eq!(tenant, "t1");
         assert_eq!(model, "default");
         assert_eq!(request.options.max_tokens, 256);
@@ -426,8 +465,14 @@ mod tests {
         assert_eq!(field(json!({"tenant": "t", "texts": ["a"]})), "");
         assert_eq!(field(json!({"tenant": "t", "texts": []})), "texts");
         assert_eq!(field(json!({"tenant": "t", "texts": [1]})), "texts");
-        assert_eq!(field(json!({"tenant": "t", "texts": vec!["a"; 65]})), "texts");
-        assert_eq!(field(json!({"tenant": "t", "texts": ["x".repeat(8193)]})), "texts");
+        assert_eq!(
+            field(json!({"tenant": "t", "texts": vec!["a"; 65]})),
+            "texts"
+        );
+        assert_eq!(
+            field(json!({"tenant": "t", "texts": ["x".repeat(8193)]})),
+            "texts"
+        );
         assert_eq!(field(json!({"texts": ["a"]})), "tenant");
     }
 }

@@ -3,8 +3,8 @@
 use clap::Args;
 use copycar_manifest::App;
 use copycar_runtime::{
-    LlmRouter, LocalModels, Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits,
-    SandboxSection, ServiceRegistry,
+    LlmRouter, LocalModels, Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection,
+    ServiceRegistry,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -112,10 +112,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         local_models,
         |name| std::env::var(name).ok(),
     )?);
-    services.register(
-        "llm",
-        crate::llm_service::LlmService::new(llm.clone()),
-    );
+    services.register("llm", crate::llm_service::LlmService::new(llm.clone()));
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -103,9 +103,8 @@ impl RuntimeConfig {
             }
         }
         if let Some(table) = config.llm_table.take() {
-            config.llm = LlmConfig::from_table(&table).map_err(|e| {
-                anyhow::anyhow!("invalid runtime config {}: {e}", path.display())
-            })?;
+            config.llm = LlmConfig::from_table(&table)
+                .map_err(|e| anyhow::anyhow!("invalid runtime config {}: {e}", path.display()))?;
         }
         Ok(config)
     }

@@ -271,9 +271,15 @@ pub struct Limited {
 pub enum Principal {
     Anonymous,
     /// An API key, by key id.
-    ApiKey { id: String, tenant: String },
+    ApiKey {
+        id: String,
+        tenant: String,
+    },
     /// A user with a verified access token.
-    Subject { tenant: String, subject: String },
+    Subject {
+        tenant: String,
+        subject: String,
+    },
 }
 
 impl Principal {

@@ -42,13 +42,13 @@ mod state;
 mod variables;
 
 pub use config::{KeyValueStoreConfig, RuntimeConfig, SandboxLimits, SandboxSection};
+pub use gateway::{GatewayConfig, Rate, RoutePolicy};
 pub use llm::{
     AttemptFailure, ChatRequest, CircuitState, Completion, Embedded, Embeddings, GenerateOptions,
     Generated, LlmConfig, LlmConfigError, LlmRouter, LocalEmbedder, LocalModels, LocalTextModel,
     ProviderConfig, ProviderError, ProviderKind, ProviderStatus, RouteError, Served, TenantUsage,
     UsageTotals,
 };
-pub use gateway::{GatewayConfig, Rate, RoutePolicy};
 pub use metrics::Metrics;
 pub use runtime::{CallContext, InvokeError, Runtime, RuntimeOptions};
 pub use server::serve;

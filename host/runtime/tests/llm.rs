@@ -41,10 +41,7 @@ fn ok(body: Value) -> Reply {
 }
 
 fn status(status: u16, body: Value) -> Reply {
-    Reply {
-        status,
-        ..ok(body)
-    }
+    Reply { status, ..ok(body) }
 }
 
 fn with_header(mut reply: Reply, name: &'static str, value: &str) -> Reply {
@@ -204,7 +201,10 @@ async fn openai_chat_request_and_response() {
             ..GenerateOptions::default()
         },
     };
-    let completion = router.generate("t1", "default", &request, None).await.unwrap();
+    let completion = router
+        .generate("t1", "default", &request, None)
+        .await
+        .unwrap();
     assert_eq!(completion.text, "Hello there");
     assert_eq!(completion.served.prompt_tokens, 21);
     assert_eq!(completion.served.generated_tokens, 3);
@@ -247,7 +247,10 @@ async fn openai_embeddings_ordered_by_index() {
         openai_provider("openai", &server, "")
     ));
     let texts = vec!["first".to_string(), "second".to_string()];
-    let result = router.embed("t1", "embeddings", &texts, None).await.unwrap();
+    let result = router
+        .embed("t1", "embeddings", &texts, None)
+        .await
+        .unwrap();
     assert_eq!(result.vectors, vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
     assert_eq!(result.served.prompt_tokens, 8);
 
@@ -292,7 +295,10 @@ async fn anthropic_messages_request_and_response() {
             ..GenerateOptions::default()
         },
     };
-    let completion = router.generate("t1", "default", &request, None).await.unwrap();
+    let completion = router
+        .generate("t1", "default", &request, None)
+        .await
+        .unwrap();
     assert_eq!(completion.text, "Hi from Claude");
     assert_eq!(completion.served.prompt_tokens, 12);
     assert_eq!(completion.served.generated_tokens, 6);
@@ -366,7 +372,10 @@ async fn anthropic_has_no_embeddings() {
         .await
         .unwrap_err();
     assert_eq!(server.received().len(), 0);
-    assert!(error.attempts()[0].error.contains("no embeddings"), "{error:?}");
+    assert!(
+        error.attempts()[0].error.contains("no embeddings"),
+        "{error:?}"
+    );
 }
 
 fn gemini_config(server: &Replay) -> String {
@@ -402,7 +411,10 @@ async fn gemini_generate_content_request_and_response() {
             ..GenerateOptions::default()
         },
     };
-    let completion = router.generate("t1", "default", &request, None).await.unwrap();
+    let completion = router
+        .generate("t1", "default", &request, None)
+        .await
+        .unwrap();
     assert_eq!(completion.text, "{\"subject\": \"Hi\"}");
     assert_eq!(completion.served.prompt_tokens, 9);
     assert_eq!(completion.served.generated_tokens, 5);
@@ -460,7 +472,10 @@ async fn gemini_embeddings_single_and_batch() {
 
     let sent = server.received();
     assert_eq!(sent[0].path, "/v1beta/models/gemini-2.0-flash:embedContent");
-    assert_eq!(sent[0].body, json!({"content": {"parts": [{"text": "only"}]}}));
+    assert_eq!(
+        sent[0].body,
+        json!({"content": {"parts": [{"text": "only"}]}})
+    );
     assert_eq!(
         sent[1].path,
         "/v1beta/models/gemini-2.0-flash:batchEmbedContents"
@@ -496,7 +511,10 @@ async fn gemini_rate_limit_message_is_parsed() {
 #[tokio::test]
 async fn retry_after_seconds_is_honoured() {
     let limited = with_header(
-        status(429, json!({"error": {"message": "Rate limit reached", "type": "requests"}})),
+        status(
+            429,
+            json!({"error": {"message": "Rate limit reached", "type": "requests"}}),
+        ),
         "retry-after",
         "1",
     );
@@ -530,7 +548,10 @@ async fn retry_after_is_capped() {
         .generate("t1", "default", &chat("hi"), None)
         .await
         .unwrap();
-    assert_eq!(completion.served.retry_waits, vec![Duration::from_millis(50)]);
+    assert_eq!(
+        completion.served.retry_waits,
+        vec![Duration::from_millis(50)]
+    );
 }
 
 #[tokio::test]
@@ -679,14 +700,23 @@ async fn circuit_opens_after_consecutive_failures() {
             .circuit
     };
 
-    router.generate("t1", "default", &chat("1"), None).await.unwrap();
+    router
+        .generate("t1", "default", &chat("1"), None)
+        .await
+        .unwrap();
     assert_eq!(circuit_of_a(&router), "closed");
-    router.generate("t1", "default", &chat("2"), None).await.unwrap();
+    router
+        .generate("t1", "default", &chat("2"), None)
+        .await
+        .unwrap();
     assert_eq!(circuit_of_a(&router), "open");
     assert_eq!(broken.received().len(), 2);
 
     // While open, the provider is skipped without a request.
-    let completion = router.generate("t1", "default", &chat("3"), None).await.unwrap();
+    let completion = router
+        .generate("t1", "default", &chat("3"), None)
+        .await
+        .unwrap();
     assert_eq!(completion.served.provider, "b");
     assert_eq!(completion.served.attempts, 1);
     assert_eq!(broken.received().len(), 2);
@@ -709,7 +739,10 @@ async fn circuit_half_open_probe_closes_it() {
         .unwrap_err();
     // A cool-down of 0 makes the open circuit half-open at once.
     assert_eq!(router.status()[0].circuit, "half_open");
-    let completion = router.generate("t1", "default", &chat("2"), None).await.unwrap();
+    let completion = router
+        .generate("t1", "default", &chat("2"), None)
+        .await
+        .unwrap();
     assert_eq!(completion.text, "recovered");
     assert_eq!(router.status()[0].circuit, "closed");
 }
@@ -743,11 +776,23 @@ async fn usage_sums_per_tenant_and_provider() {
         openai_provider("a", &a, prices),
         openai_provider("b", &b, "")
     ));
-    let first = router.generate("acme", "first", &chat("1"), None).await.unwrap();
+    let first = router
+        .generate("acme", "first", &chat("1"), None)
+        .await
+        .unwrap();
     assert!((first.served.cost_usd - 1.5).abs() < 1e-9);
-    router.generate("acme", "first", &chat("2"), None).await.unwrap();
-    router.generate("acme", "second", &chat("3"), None).await.unwrap();
-    router.generate("other", "second", &chat("4"), None).await.unwrap();
+    router
+        .generate("acme", "first", &chat("2"), None)
+        .await
+        .unwrap();
+    router
+        .generate("acme", "second", &chat("3"), None)
+        .await
+        .unwrap();
+    router
+        .generate("other", "second", &chat("4"), None)
+        .await
+        .unwrap();
 
     let acme = router.usage("acme");
     assert_eq!(acme.tenant, "acme");
@@ -837,7 +882,11 @@ fn local_models() -> LocalModels {
 
 #[tokio::test]
 async fn local_models_serve_after_http_failure() {
-    let down = Replay::start(vec![status(502, json!({"error": {"message": "bad gateway"}}))]).await;
+    let down = Replay::start(vec![status(
+        502,
+        json!({"error": {"message": "bad gateway"}}),
+    )])
+    .await;
     let router = router_with(
         &format!(
             "{}[providers.local-text]\nkind = \"local\"\nmodel = \"reverse-words\"\n[providers.local-embed]\nkind = \"local\"\nmodel = \"letters\"\n[models]\ndefault = [\"remote\", \"local-text\"]\nembeddings = [\"local-embed\"]\n",
@@ -857,7 +906,12 @@ async fn local_models_serve_after_http_failure() {
     assert_eq!(completion.served.attempts, 2);
 
     let embedded = router
-        .embed("t1", "embeddings", &["ab".to_string(), "zz".to_string()], None)
+        .embed(
+            "t1",
+            "embeddings",
+            &["ab".to_string(), "zz".to_string()],
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(embedded.vectors.len(), 2);

@@ -62,9 +62,9 @@ pub(crate) async fn generate(
     let response = send_json(builder, timeout).await?;
 
     // The reply is a list of content blocks; text blocks are joined.
-    let blocks = response["content"].as_array().ok_or_else(|| {
-        ProviderError::InvalidResponse("missing array at `/content`".into())
-    })?;
+    let blocks = response["content"]
+        .as_array()
+        .ok_or_else(|| ProviderError::InvalidResponse("missing array at `/content`".into()))?;
     let text: String = blocks
         .iter()
         .filter(|block| block["type"] == "text")

@@ -25,8 +25,12 @@ impl CircuitState {
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// One probe is in flight; other requests skip the provider.
     HalfOpen,
 }
@@ -38,7 +42,9 @@ pub(crate) enum Admission {
     /// The request is the one probe of a half-open circuit.
     Probe,
     /// The circuit is open for this much longer.
-    Rejected { remaining: Duration },
+    Rejected {
+        remaining: Duration,
+    },
 }
 
 #[derive(Debug)]
@@ -167,7 +173,10 @@ mod tests {
         assert_eq!(breaker.admit(t1), Admission::Probe);
         breaker.record_failure(t1);
         assert_eq!(breaker.state(t1), CircuitState::Open);
-        assert_eq!(breaker.state(t1 + Duration::from_secs(5)), CircuitState::HalfOpen);
+        assert_eq!(
+            breaker.state(t1 + Duration::from_secs(5)),
+            CircuitState::HalfOpen
+        );
     }
 
     #[test]

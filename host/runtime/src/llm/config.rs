@@ -388,7 +388,9 @@ fn provider_from_table(name: &str, table: &toml::Table) -> Result<ProviderConfig
     {
         return Err(error(
             format!("{path}.api_key_env"),
-            format!("`{variable}` is not an environment variable name; use letters, digits and `_`"),
+            format!(
+                "`{variable}` is not an environment variable name; use letters, digits and `_`"
+            ),
         ));
     }
     let timeout = keys
@@ -468,15 +470,42 @@ mod tests {
     #[test]
     fn errors_name_the_key_path() {
         let cases = [
-            ("[providers.a]\nkind = \"openai\"\nmodel = \"m\"\ntimeout = 5\n", "llm.providers.a.timeout"),
-            ("[providers.a]\nkind = \"cohere\"\nmodel = \"m\"\n", "llm.providers.a.kind"),
-            ("[providers.a]\nkind = \"openai\"\n", "llm.providers.a.model"),
-            ("[providers.a]\nkind = \"openai\"\nmodel = \"m\"\napi_key = \"sk-1\"\n", "llm.providers.a.api_key"),
-            ("[providers.a]\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"ftp://x\"\n", "llm.providers.a.base_url"),
-            ("[providers.a]\nkind = \"openai\"\nmodel = \"m\"\nretries = 99\n", "llm.providers.a.retries"),
-            ("[providers.a]\nkind = \"openai\"\nmodel = \"m\"\nprice_per_1k_prompt_tokens = -1\n", "llm.providers.a.price_per_1k_prompt_tokens"),
-            ("[providers.a]\nkind = \"local\"\nmodel = \"m\"\nbase_url = \"http://x\"\n", "llm.providers.a.base_url"),
-            ("[models]\ndefault = [\"missing\"]\n", "llm.models.default[0]"),
+            (
+                "[providers.a]\nkind = \"openai\"\nmodel = \"m\"\ntimeout = 5\n",
+                "llm.providers.a.timeout",
+            ),
+            (
+                "[providers.a]\nkind = \"cohere\"\nmodel = \"m\"\n",
+                "llm.providers.a.kind",
+            ),
+            (
+                "[providers.a]\nkind = \"openai\"\n",
+                "llm.providers.a.model",
+            ),
+            (
+                "[providers.a]\nkind = \"openai\"\nmodel = \"m\"\napi_key = \"sk-1\"\n",
+                "llm.providers.a.api_key",
+            ),
+            (
+                "[providers.a]\nkind = \"openai\"\nmodel = \"m\"\nbase_url = \"ftp://x\"\n",
+                "llm.providers.a.base_url",
+            ),
+            (
+                "[providers.a]\nkind = \"openai\"\nmodel = \"m\"\nretries = 99\n",
+                "llm.providers.a.retries",
+            ),
+            (
+                "[providers.a]\nkind = \"openai\"\nmodel = \"m\"\nprice_per_1k_prompt_tokens = -1\n",
+                "llm.providers.a.price_per_1k_prompt_tokens",
+            ),
+            (
+                "[providers.a]\nkind = \"local\"\nmodel = \"m\"\nbase_url = \"http://x\"\n",
+                "llm.providers.a.base_url",
+            ),
+            (
+                "[models]\ndefault = [\"missing\"]\n",
+                "llm.models.default[0]",
+            ),
             ("[models]\ndefault = []\n", "llm.models.default"),
             ("deadline_ms = 0\n", "llm.deadline_ms"),
             ("surprise = 1\n", "llm.surprise"),

@@ -112,7 +112,10 @@ pub(crate) async fn embed(
     let response = send_json(builder, timeout).await?;
 
     let vectors = if texts.len() == 1 {
-        vec![vector(&response["embedding"]["values"], "embedding.values")?]
+        vec![vector(
+            &response["embedding"]["values"],
+            "embedding.values",
+        )?]
     } else {
         let items = response["embeddings"].as_array().ok_or_else(|| {
             ProviderError::InvalidResponse("missing array at `/embeddings`".into())

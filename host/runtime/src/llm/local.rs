@@ -100,7 +100,9 @@ impl LocalRunner {
         };
         match tokio::time::timeout(timeout, work).await {
             Err(_) => Err(ProviderError::Timeout(timeout)),
-            Ok(Err(join)) => Err(ProviderError::Local(format!("the model task failed: {join}"))),
+            Ok(Err(join)) => Err(ProviderError::Local(format!(
+                "the model task failed: {join}"
+            ))),
             Ok(Ok(Err(e))) => Err(ProviderError::Local(format!("{e:#}"))),
             Ok(Ok(Ok(value))) => Ok(value),
         }
@@ -114,11 +116,7 @@ impl LocalRunner {
     ) -> Result<Generated, ProviderError> {
         let request = request.clone();
         self.run(timeout, move || {
-            model.generate(
-                &request.prompt,
-                request.system.as_deref(),
-                &request.options,
-            )
+            model.generate(&request.prompt, request.system.as_deref(), &request.options)
         })
         .await
     }

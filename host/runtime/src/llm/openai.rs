@@ -85,7 +85,10 @@ pub(crate) async fn embed(
     // Each item carries the index of its input; order by it.
     let mut vectors = vec![Vec::new(); texts.len()];
     for (position, item) in data.iter().enumerate() {
-        let index = item["index"].as_u64().map(|i| i as usize).unwrap_or(position);
+        let index = item["index"]
+            .as_u64()
+            .map(|i| i as usize)
+            .unwrap_or(position);
         let slot = vectors.get_mut(index).ok_or_else(|| {
             ProviderError::InvalidResponse(format!("embedding index {index} is out of range"))
         })?;

@@ -60,10 +60,12 @@ impl Ledger {
             } else {
                 tenant
             };
-            let usage = tenants.entry(key.to_string()).or_insert_with(|| TenantUsage {
-                tenant: key.to_string(),
-                ..Default::default()
-            });
+            let usage = tenants
+                .entry(key.to_string())
+                .or_insert_with(|| TenantUsage {
+                    tenant: key.to_string(),
+                    ..Default::default()
+                });
             usage.totals.add(prompt_tokens, generated_tokens, cost_usd);
             usage
                 .by_provider

@@ -34,9 +34,8 @@ pub(crate) async fn send_json(
     };
 
     if (200..300).contains(&status) {
-        return serde_json::from_slice(&body).map_err(|e| {
-            ProviderError::InvalidResponse(format!("the body is not JSON ({e})"))
-        });
+        return serde_json::from_slice(&body)
+            .map_err(|e| ProviderError::InvalidResponse(format!("the body is not JSON ({e})")));
     }
     let message = error_message(&body);
     Err(match status {
@@ -112,9 +111,10 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
 
 /// Returns the first string found at `pointer` or an error naming it.
 pub(crate) fn text_at<'a>(value: &'a Value, pointer: &str) -> Result<&'a str, ProviderError> {
-    value.pointer(pointer).and_then(Value::as_str).ok_or_else(|| {
-        ProviderError::InvalidResponse(format!("missing string at `{pointer}`"))
-    })
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProviderError::InvalidResponse(format!("missing string at `{pointer}`")))
 }
 
 /// Reads a token count, treating a missing one as 0.
@@ -175,7 +175,8 @@ mod tests {
             error_message(openai),
             "invalid_request_error: Incorrect API key provided"
         );
-        let anthropic = br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
+        let anthropic =
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#;
         assert_eq!(error_message(anthropic), "overloaded_error: Overloaded");
         let gemini = br#"{"error":{"code":429,"message":"Resource has been exhausted","status":"RESOURCE_EXHAUSTED"}}"#;
         assert_eq!(
@@ -184,6 +185,9 @@ mod tests {
         );
         assert_eq!(error_message(b"upstream down"), "upstream down");
         assert_eq!(error_message(b""), "no error message in the response");
-        assert_eq!(error_message(&[b'x'; 400]).chars().count(), MAX_MESSAGE_CHARS + 1);
+        assert_eq!(
+            error_message(&[b'x'; 400]).chars().count(),
+            MAX_MESSAGE_CHARS + 1
+        );
     }
 }
