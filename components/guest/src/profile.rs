@@ -140,10 +140,7 @@ mod tests {
     #[test]
     fn sources_round_trip_as_strings() {
         for (source, text) in [
-            (
-                Source::Url("https://acme.com/".into()),
-                "\"https://acme.com/\"",
-            ),
+            (Source::Url("https://acme.com/".into()), "\"https://acme.com/\""),
             (Source::Provided, "\"provided\""),
             (Source::Model, "\"model\""),
         ] {
