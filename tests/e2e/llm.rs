@@ -19,7 +19,7 @@ struct Received {
 }
 
 /// An HTTP/1.1 server on 127.0.0.1 standing in for an OpenAI-compatible
-/// API: it answers each request with the next scripted reply (repeating
+/// API: it replies to each request with the next scripted reply (repeating
 /// the last) and records what it received. It stops when dropped.
 struct ReplayServer {
     addr: SocketAddr,
@@ -153,7 +153,7 @@ fn embeddings_reply() -> Reply {
     )
 }
 
-/// A runtime config with one OpenAI-compatible provider for text and one
+/// Returns a runtime config with one OpenAI-compatible provider for text and one
 /// for embeddings, both served by `server`.
 fn runtime_config(server: &ReplayServer) -> String {
     format!(
@@ -182,7 +182,8 @@ embeddings = ["replay-embed"]
     )
 }
 
-/// The probe with the llm service allowed and `ai_models` set.
+/// Returns the probe manifest with the llm service allowed and `ai_models`
+/// set.
 fn manifest(ai_models: &str) -> String {
     probe_manifest(
         &format!(
@@ -508,7 +509,7 @@ async fn service_lists_every_failed_provider() {
 }
 
 #[tokio::test]
-async fn invalid_llm_config_fails_start_up_naming_the_key() {
+async fn invalid_llm_config_stops_start_up() {
     let logs = crate::support::start_failure(
         &manifest("[]"),
         HostOptions {

@@ -10,7 +10,7 @@
 //! - `GET /v1/status`: providers with their kind, model and circuit state.
 //!
 //! Invalid input gets 400 `{"error", "field"}`. When the model alias is not
-//! configured or every provider failed, the answer is 503 `{"error",
+//! configured or every provider failed, the response is 503 `{"error",
 //! "code": "no_model", "attempts"}`, and callers fall back to templates.
 
 use bytes::Bytes;
@@ -50,6 +50,7 @@ fn reply(status: u16, body: Value) -> http::Response<Bytes> {
 }
 
 /// An invalid request field, returned as 400.
+#[derive(Debug)]
 struct Invalid {
     field: &'static str,
     message: String,

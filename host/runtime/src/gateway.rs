@@ -283,7 +283,7 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// The tenant the credential belongs to.
+    /// Returns the tenant the credential belongs to.
     pub fn tenant(&self) -> Option<&str> {
         match self {
             Principal::Anonymous => None,

@@ -49,7 +49,7 @@ fn with_header(mut reply: Reply, name: &'static str, value: &str) -> Reply {
     reply
 }
 
-/// An HTTP/1.1 server on 127.0.0.1 that answers with its script in order,
+/// An HTTP/1.1 server on 127.0.0.1 that replies with its script in order,
 /// repeating the last reply, and records every request. It stops with the
 /// test's runtime.
 struct Replay {
@@ -862,7 +862,7 @@ impl LocalEmbedder for LetterFrequencies {
         Ok(texts
             .iter()
             .map(|text| {
-                let mut counts = vec![0f32; 26];
+                let mut counts = [0f32; 26];
                 for c in text.chars().filter(char::is_ascii_alphabetic) {
                     counts[(c.to_ascii_lowercase() as u8 - b'a') as usize] += 1.0;
                 }

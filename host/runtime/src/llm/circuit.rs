@@ -1,6 +1,6 @@
 //! A circuit breaker per provider. It opens after a run of consecutive
-//! failures; after a cool-down one probe request is let through
-//! (half-open), and its outcome closes or reopens the circuit.
+//! failures. After a cool-down it lets one probe request through
+//! (half-open), and the probe's outcome closes or reopens the circuit.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};

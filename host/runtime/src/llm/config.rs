@@ -39,7 +39,7 @@ pub struct LlmConfig {
     pub models: BTreeMap<String, Vec<String>>,
     /// Time budget of one request across all attempts and providers.
     pub deadline: Duration,
-    /// Longest wait honoured from a `Retry-After` header.
+    /// Maximum wait honoured from a `Retry-After` header.
     pub max_retry_after: Duration,
     /// Backoff before the first retry; it doubles with each retry.
     pub backoff_base: Duration,
@@ -414,7 +414,7 @@ fn provider_from_table(name: &str, table: &toml::Table) -> Result<ProviderConfig
     })
 }
 
-/// The vendor's public endpoint for each kind.
+/// Returns the vendor's public endpoint for each kind.
 fn default_base_url(kind: ProviderKind) -> &'static str {
     match kind {
         ProviderKind::OpenAi => "https://api.openai.com/v1",

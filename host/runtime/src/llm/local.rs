@@ -78,8 +78,8 @@ impl Default for LocalRunner {
 
 impl LocalRunner {
     /// Runs `job` once the CPU permit is free. The wait for the permit
-    /// counts against `timeout`; a job that has started runs to its end on
-    /// its thread even after the caller stops waiting.
+    /// counts against `timeout`. A job that has started runs to its end on
+    /// its thread, even after the caller stops waiting.
     async fn run<T: Send + 'static>(
         &self,
         timeout: Duration,

@@ -12,17 +12,17 @@ use super::{
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Longest backoff between two attempts without a `Retry-After`.
+/// Maximum backoff between two attempts without a `Retry-After`.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
-/// A provider's failure, as listed in a `no_model` answer.
+/// A provider's failure, as listed in a `no_model` response.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AttemptFailure {
     pub provider: String,
     pub error: String,
 }
 
-/// Why no provider produced a result.
+/// The reason no provider produced a result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum RouteError {
     #[error("no model `{0}` is configured; add it to [llm.models] in the runtime config")]
@@ -44,7 +44,7 @@ impl RouteError {
     }
 }
 
-/// Which provider served a request and what it cost.
+/// The provider that served a request, its usage and its cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Served {
     pub engine: ProviderKind,
@@ -82,7 +82,7 @@ pub struct ProviderStatus {
     pub kind: ProviderKind,
     pub model: String,
     pub circuit: &'static str,
-    /// Why the provider is skipped, such as a missing API key.
+    /// The reason the provider is skipped, such as a missing API key.
     pub unavailable: Option<String>,
     pub usage: UsageTotals,
 }
@@ -122,9 +122,10 @@ pub struct LlmRouter {
 }
 
 impl LlmRouter {
-    /// Builds the router. API keys are read through `env` (the process
-    /// environment in production); a provider whose key variable is unset
-    /// or whose local model is not registered stays listed but is skipped.
+    /// Builds the router. API keys are read through `env`, which is the
+    /// process environment in production. A provider whose key variable is
+    /// unset, or whose local model is not registered, stays listed but is
+    /// skipped.
     pub fn new(
         config: LlmConfig,
         local: LocalModels,

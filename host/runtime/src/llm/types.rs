@@ -112,8 +112,9 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// Whether another attempt at the same provider may succeed: rate
-    /// limits, server errors, timeouts and connection failures.
+    /// Returns whether another attempt at the same provider may succeed,
+    /// which is the case for rate limits, server errors, timeouts and connection
+    /// failures.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -124,7 +125,7 @@ impl ProviderError {
         )
     }
 
-    /// The server's `Retry-After`, when it sent one.
+    /// Returns the server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             ProviderError::RateLimited { retry_after, .. }
@@ -133,7 +134,7 @@ impl ProviderError {
         }
     }
 
-    /// Whether the failure says something about the provider's health, so
+    /// Returns whether the failure reflects the provider's health, so that
     /// it counts towards opening its circuit. Rejections caused by the
     /// request itself (400, 413, 422) and unsupported operations do not.
     pub fn counts_against_provider(&self) -> bool {

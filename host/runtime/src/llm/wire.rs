@@ -5,7 +5,7 @@ use super::ProviderError;
 use serde_json::Value;
 use std::time::{Duration, SystemTime};
 
-/// Longest piece of an error body quoted in a message.
+/// Maximum characters of an error body quoted in a message.
 const MAX_MESSAGE_CHARS: usize = 300;
 
 /// Sends `request` with a limit of `timeout` and returns the JSON body of a
