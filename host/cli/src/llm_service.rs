@@ -20,6 +20,7 @@ use copycar_runtime::{
 };
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
+use std::time::Instant;
 
 const MAX_PROMPT_CHARS: usize = 32_768;
 const MAX_SYSTEM_CHARS: usize = 32_768;
@@ -75,11 +76,12 @@ impl InternalService for LlmService {
         let router = self.router.clone();
         Box::pin(async move {
             let caller = request.caller;
+            let deadline = Some(request.deadline);
             let (parts, body) = request.request.into_parts();
             let path = parts.uri.path();
             let result = match (parts.method.as_str(), path) {
-                ("POST", "/v1/infer") => infer(&router, &body).await,
-                ("POST", "/v1/embed") => embed(&router, &body).await,
+                ("POST", "/v1/infer") => infer(&router, &body, deadline).await,
+                ("POST", "/v1/embed") => embed(&router, &body, deadline).await,
                 ("GET", "/v1/usage") => usage(&router, parts.uri.query().unwrap_or("")),
                 ("GET", "/v1/status") => Ok(status(&router)),
                 (_, "/v1/infer" | "/v1/embed") => {
@@ -326,10 +328,14 @@ fn no_model(tenant: &str, model: &str, error: RouteError) -> http::Response<Byte
     )
 }
 
-async fn infer(router: &LlmRouter, body: &[u8]) -> Result<http::Response<Bytes>, Invalid> {
+async fn infer(
+    router: &LlmRouter,
+    body: &[u8],
+    deadline: Option<Instant>,
+) -> Result<http::Response<Bytes>, Invalid> {
     let (tenant, model, request) = parse_infer(body)?;
     Ok(
-        match router.generate(&tenant, &model, &request, None).await {
+        match router.generate(&tenant, &model, &request, deadline).await {
             Ok(completion) => {
                 let mut fields = served_fields(&completion.served);
                 fields.insert("text".into(), json!(completion.text));
@@ -347,22 +353,28 @@ async fn infer(router: &LlmRouter, body: &[u8]) -> Result<http::Response<Bytes>,
     )
 }
 
-async fn embed(router: &LlmRouter, body: &[u8]) -> Result<http::Response<Bytes>, Invalid> {
+async fn embed(
+    router: &LlmRouter,
+    body: &[u8],
+    deadline: Option<Instant>,
+) -> Result<http::Response<Bytes>, Invalid> {
     let (tenant, model, texts) = parse_embed(body)?;
-    Ok(match router.embed(&tenant, &model, &texts, None).await {
-        Ok(embeddings) => {
-            let mut fields = served_fields(&embeddings.served);
-            let dims = embeddings.vectors.first().map(Vec::len).unwrap_or(0);
-            fields.insert("embeddings".into(), json!(embeddings.vectors));
-            fields.insert("dims".into(), json!(dims));
-            fields.insert(
-                "usage".into(),
-                json!({"prompt_tokens": embeddings.served.prompt_tokens}),
-            );
-            reply(200, Value::Object(fields))
-        }
-        Err(e) => no_model(&tenant, &model, e),
-    })
+    Ok(
+        match router.embed(&tenant, &model, &texts, deadline).await {
+            Ok(embeddings) => {
+                let mut fields = served_fields(&embeddings.served);
+                let dims = embeddings.vectors.first().map(Vec::len).unwrap_or(0);
+                fields.insert("embeddings".into(), json!(embeddings.vectors));
+                fields.insert("dims".into(), json!(dims));
+                fields.insert(
+                    "usage".into(),
+                    json!({"prompt_tokens": embeddings.served.prompt_tokens}),
+                );
+                reply(200, Value::Object(fields))
+            }
+            Err(e) => no_model(&tenant, &model, e),
+        },
+    )
 }
 
 fn usage(router: &LlmRouter, query: &str) -> Result<http::Response<Bytes>, Invalid> {

@@ -535,6 +535,7 @@ impl Runtime {
             .handle(ServiceRequest {
                 caller: caller.to_string(),
                 request_id: call.request_id.to_string(),
+                deadline: call.deadline,
                 request: http::Request::from_parts(parts, body),
             })
             .await;

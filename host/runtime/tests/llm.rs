@@ -748,6 +748,40 @@ async fn circuit_half_open_probe_closes_it() {
 }
 
 #[tokio::test]
+async fn dropped_probe_frees_the_half_open_slot() {
+    let mut slow_success = openai_reply("slow", 1, 1);
+    slow_success.delay = Duration::from_secs(5);
+    let server = Replay::start(vec![
+        status(500, json!({"error": {"message": "boom"}})),
+        slow_success,
+        openai_reply("recovered", 1, 1),
+    ])
+    .await;
+    let router = router(&format!(
+        "circuit_failure_threshold = 1\ncircuit_cooldown_ms = 0\n{}[models]\ndefault = [\"a\"]\n",
+        openai_provider("a", &server, "retries = 0")
+    ));
+    router
+        .generate("t1", "default", &chat("1"), None)
+        .await
+        .unwrap_err();
+
+    // The caller gives up while the probe is in flight.
+    let request = chat("2");
+    let probe = router.generate("t1", "default", &request, None);
+    let abandoned = tokio::time::timeout(Duration::from_millis(200), probe).await;
+    assert!(abandoned.is_err());
+    assert_eq!(server.received().len(), 2);
+
+    let completion = router
+        .generate("t1", "default", &chat("3"), None)
+        .await
+        .unwrap();
+    assert_eq!(completion.text, "recovered");
+    assert_eq!(router.status()[0].circuit, "closed");
+}
+
+#[tokio::test]
 async fn attempt_timeout_falls_back() {
     let mut slow_reply = openai_reply("too late", 1, 1);
     slow_reply.delay = Duration::from_secs(5);

@@ -18,6 +18,9 @@ pub(crate) fn chat_body(model: &str, request: &ChatRequest) -> Value {
     let mut body = json!({
         "model": model,
         "messages": messages,
+        // NOTE: OpenAI's reasoning models (o1 and later) reject `max_tokens`
+        // and expect `max_completion_tokens`; Ollama, llama.cpp server and
+        // vLLM accept `max_tokens`, so that is what is sent.
         "max_tokens": options.max_tokens,
         "temperature": options.temperature,
     });

@@ -348,20 +348,28 @@ impl LlmRouter {
                 return Err(ProviderError::Timeout(self.config.deadline));
             }
 
+            // A probe whose request is dropped mid-flight (the caller went
+            // away) must free the half-open slot, or the circuit would
+            // never close again.
+            let mut probe = ProbeGuard {
+                breaker: &provider.breaker,
+                armed: admission == Admission::Probe,
+            };
             trace.attempts += 1;
             let timeout = provider.config.timeout.min(remaining);
             let error = match self.call(provider, operation, timeout).await {
                 Ok(output) => {
+                    probe.armed = false;
                     provider.breaker.record_success();
                     return Ok(output);
                 }
                 Err(error) => error,
             };
             if error.counts_against_provider() {
+                probe.armed = false;
                 provider.breaker.record_failure(Instant::now());
-            } else if admission == Admission::Probe {
-                provider.breaker.release_probe(Instant::now());
             }
+            drop(probe);
 
             if !error.is_retryable() || retry >= provider.config.retries {
                 return Err(error);
@@ -494,6 +502,20 @@ impl LlmRouter {
             attempts: trace.attempts,
             retry_waits: trace.retry_waits,
             elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// Frees a half-open circuit's probe slot when dropped while armed.
+struct ProbeGuard<'a> {
+    breaker: &'a CircuitBreaker,
+    armed: bool,
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.breaker.release_probe(Instant::now());
         }
     }
 }
