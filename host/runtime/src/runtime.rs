@@ -314,6 +314,9 @@ impl Runtime {
     pub fn services(&self) -> &ServiceRegistry {
         &self.services
     }
+    pub fn llm(&self) -> Option<&Arc<LlmRouter>> {
+        self.llm.as_ref()
+    }
     pub(crate) fn gateway(&self) -> &Gateway {
         &self.gateway
     }

@@ -353,7 +353,10 @@ impl Server {
     }
 
     fn metrics(&self) -> Response<WasiBody> {
-        let text = self.runtime.metrics().render();
+        let mut text = self.runtime.metrics().render();
+        if let Some(llm) = self.runtime.llm() {
+            llm.render_metrics(&mut text);
+        }
         Response::builder()
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
             .body(full(Bytes::from(text)))

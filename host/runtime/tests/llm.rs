@@ -711,6 +711,16 @@ async fn circuit_opens_after_consecutive_failures() {
         .unwrap();
     assert_eq!(circuit_of_a(&router), "open");
     assert_eq!(broken.received().len(), 2);
+    let mut metrics = String::new();
+    router.render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("copycar_llm_circuit_open{provider=\"a\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("copycar_llm_attempts_total{provider=\"a\",outcome=\"server_error\"} 2"),
+        "{metrics}"
+    );
 
     // While open, the provider is skipped without a request.
     let completion = router
@@ -847,6 +857,25 @@ async fn usage_sums_per_tenant_and_provider() {
     let b_status = status.iter().find(|p| p.name == "b").unwrap();
     assert_eq!(b_status.usage.requests, 2);
     assert_eq!(b_status.usage.prompt_tokens, 4000);
+
+    let mut metrics = String::new();
+    router.render_metrics(&mut metrics);
+    assert!(
+        metrics.contains("copycar_llm_attempts_total{provider=\"a\",outcome=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("copycar_llm_tokens_total{provider=\"b\",direction=\"prompt\"} 4000"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("copycar_llm_cost_usd_total{provider=\"a\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("copycar_llm_circuit_open{provider=\"b\"} 0"),
+        "{metrics}"
+    );
 }
 
 /// A deterministic text model: replies with the prompt's words reversed

@@ -92,6 +92,14 @@ struct Provider {
     api_key: Option<String>,
     unavailable: Option<String>,
     breaker: CircuitBreaker,
+    /// Attempts by outcome (`ok`, `rate_limited`, `server_error`, …).
+    attempts: std::sync::Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Provider {
+    fn count_attempt(&self, outcome: &'static str) {
+        *self.attempts.lock().unwrap().entry(outcome).or_default() += 1;
+    }
 }
 
 enum Operation<'a> {
@@ -173,6 +181,7 @@ impl LlmRouter {
                         config.circuit_failure_threshold,
                         config.circuit_cooldown,
                     ),
+                    attempts: Default::default(),
                 },
             );
         }
@@ -255,6 +264,57 @@ impl LlmRouter {
                 usage: self.ledger.provider(&p.config.name),
             })
             .collect()
+    }
+
+    /// Appends the router's metrics in the Prometheus text format:
+    /// attempts by provider and outcome, tokens, cost and circuit state.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+
+        out.push_str("# HELP copycar_llm_attempts_total Language model provider calls, by provider and outcome.\n");
+        out.push_str("# TYPE copycar_llm_attempts_total counter\n");
+        for (name, provider) in &self.providers {
+            for (outcome, n) in provider.attempts.lock().unwrap().iter() {
+                let _ = writeln!(
+                    out,
+                    "copycar_llm_attempts_total{{provider=\"{name}\",outcome=\"{outcome}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP copycar_llm_tokens_total Tokens of successful language model requests, by provider and direction.\n");
+        out.push_str("# TYPE copycar_llm_tokens_total counter\n");
+        for name in self.providers.keys() {
+            let usage = self.ledger.provider(name);
+            let _ = writeln!(
+                out,
+                "copycar_llm_tokens_total{{provider=\"{name}\",direction=\"prompt\"}} {}",
+                usage.prompt_tokens
+            );
+            let _ = writeln!(
+                out,
+                "copycar_llm_tokens_total{{provider=\"{name}\",direction=\"generated\"}} {}",
+                usage.generated_tokens
+            );
+        }
+        out.push_str("# HELP copycar_llm_cost_usd_total Cost of successful language model requests at the configured prices.\n");
+        out.push_str("# TYPE copycar_llm_cost_usd_total counter\n");
+        for name in self.providers.keys() {
+            let cost = self.ledger.provider(name).cost_usd;
+            let _ = writeln!(
+                out,
+                "copycar_llm_cost_usd_total{{provider=\"{name}\"}} {cost}"
+            );
+        }
+        out.push_str("# HELP copycar_llm_circuit_open Whether the provider's circuit is open (1) or not (0).\n");
+        out.push_str("# TYPE copycar_llm_circuit_open gauge\n");
+        let now = Instant::now();
+        for (name, provider) in &self.providers {
+            let open = u8::from(provider.breaker.state(now) == CircuitState::Open);
+            let _ = writeln!(
+                out,
+                "copycar_llm_circuit_open{{provider=\"{name}\"}} {open}"
+            );
+        }
     }
 
     async fn route(
@@ -360,11 +420,13 @@ impl LlmRouter {
             let error = match self.call(provider, operation, timeout).await {
                 Ok(output) => {
                     probe.armed = false;
+                    provider.count_attempt("ok");
                     provider.breaker.record_success();
                     return Ok(output);
                 }
                 Err(error) => error,
             };
+            provider.count_attempt(error.outcome());
             if error.counts_against_provider() {
                 probe.armed = false;
                 provider.breaker.record_failure(Instant::now());

@@ -125,6 +125,21 @@ impl ProviderError {
         )
     }
 
+    /// Returns the metric label for this failure.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Server { .. } => "server_error",
+            ProviderError::Rejected { .. } => "rejected",
+            ProviderError::Timeout(_) => "timeout",
+            ProviderError::Transport(_) => "connection_failed",
+            ProviderError::InvalidResponse(_) => "invalid_response",
+            ProviderError::Unsupported(_) => "unsupported",
+            ProviderError::Unavailable(_) => "unavailable",
+            ProviderError::Local(_) => "local_failed",
+        }
+    }
+
     /// Returns the server's `Retry-After`, when it sent one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
