@@ -9,6 +9,7 @@ mod gateway;
 mod host_endpoints;
 mod isolation;
 mod key_value;
+mod llm;
 mod manifest;
 mod outbound;
 mod predict;

@@ -16,10 +16,13 @@
 //! | `/headers` | returns the request headers |
 //! | `/echo` | returns the request body's length |
 //! | `/remember?value=V` | stores V in a global and returns the previous value |
+//! | `/llm/infer?model=M[&max_tokens=N]` | `fermyon:spin/llm` infer with the body as prompt |
+//! | `/llm/embed?model=M` | `fermyon:spin/llm` embeddings of a JSON list of texts |
+//! | `/llm/service/<path>` | forwards the request to `{llm_url}/<path>` |
 
 use serde_json::{Value, json};
 use spin_sdk::http::{Method, Request, Response};
-use spin_sdk::{http_component, key_value, variables};
+use spin_sdk::{http_component, key_value, llm, variables};
 
 static REMEMBERED: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
@@ -55,6 +58,9 @@ async fn handle(request: Request) -> Response {
             json(200, Value::Object(headers))
         }
         ["echo"] => json(200, json!({"length": request.body().len()})),
+        ["llm", "infer"] => llm_infer(&request),
+        ["llm", "embed"] => llm_embed(&request),
+        ["llm", "service", rest @ ..] => llm_service(&request, &rest.join("/")).await,
         ["remember"] => {
             // A fresh instance per request means this is always empty.
             let value = query_value(&request, "value").unwrap_or_default();
@@ -165,6 +171,84 @@ async fn fetch(request: &Request) -> Response {
             "body": String::from_utf8_lossy(first.body()),
         }),
     )
+}
+
+fn llm_error(error: llm::Error) -> Response {
+    let (status, kind, message) = match error {
+        llm::Error::ModelNotSupported => (404, "model-not-supported", String::new()),
+        llm::Error::InvalidInput(m) => (403, "invalid-input", m),
+        llm::Error::RuntimeError(m) => (502, "runtime-error", m),
+    };
+    json(status, json!({"error_kind": kind, "message": message}))
+}
+
+fn llm_infer(request: &Request) -> Response {
+    let model = query_value(request, "model").unwrap_or_else(|| "default".into());
+    let prompt = String::from_utf8_lossy(request.body()).to_string();
+    let params = llm::InferencingParams {
+        max_tokens: query_number(request, "max_tokens").unwrap_or(100) as u32,
+        ..Default::default()
+    };
+    match llm::infer_with_options(llm::InferencingModel::Other(&model), &prompt, params) {
+        Ok(result) => json(
+            200,
+            json!({
+                "text": result.text,
+                "prompt_tokens": result.usage.prompt_token_count,
+                "generated_tokens": result.usage.generated_token_count,
+            }),
+        ),
+        Err(e) => llm_error(e),
+    }
+}
+
+fn llm_embed(request: &Request) -> Response {
+    let model = query_value(request, "model").unwrap_or_else(|| "embeddings".into());
+    let texts: Vec<String> = match serde_json::from_slice(request.body()) {
+        Ok(texts) => texts,
+        Err(e) => {
+            return json(
+                400,
+                json!({"error": format!("send a JSON list of strings: {e}")}),
+            );
+        }
+    };
+    match llm::generate_embeddings(llm::EmbeddingModel::Other(&model), &texts) {
+        Ok(result) => json(
+            200,
+            json!({
+                "embeddings": result.embeddings,
+                "prompt_tokens": result.usage.prompt_token_count,
+            }),
+        ),
+        Err(e) => llm_error(e),
+    }
+}
+
+/// Forwards the request to the language-model service named by the
+/// `llm_url` variable, as a product component would.
+async fn llm_service(request: &Request, path: &str) -> Response {
+    let base = variables::get("llm_url").unwrap_or_else(|_| "http://llm.copycar.internal".into());
+    let query = request.query();
+    let url = if query.is_empty() {
+        format!("{}/{path}", base.trim_end_matches('/'))
+    } else {
+        format!("{}/{path}?{query}", base.trim_end_matches('/'))
+    };
+    let outbound = Request::builder()
+        .method(request.method().clone())
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(request.body().to_vec())
+        .build();
+    match spin_sdk::http::send::<_, Response>(outbound).await {
+        Ok(response) => Response::builder()
+            .status(*response.status())
+            .header("content-type", "application/json")
+            .body(response.body().to_vec())
+            .build(),
+        Err(e) => json(502, json!({"error": e.to_string()})),
+    }
 }
 
 async fn get(url: &str) -> Result<Response, String> {

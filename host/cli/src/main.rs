@@ -3,6 +3,7 @@
 
 mod build;
 mod events_service;
+mod llm_service;
 mod models_service;
 mod outreach;
 mod train;

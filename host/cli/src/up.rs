@@ -3,10 +3,12 @@
 use clap::Args;
 use copycar_manifest::App;
 use copycar_runtime::{
-    Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection, ServiceRegistry,
+    LlmRouter, LocalModels, Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection,
+    ServiceRegistry,
 };
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Args)]
 pub(crate) struct UpArgs {
@@ -19,7 +21,8 @@ pub(crate) struct UpArgs {
     /// Set an application variable: NAME=VALUE (repeatable).
     #[arg(long = "variable", value_name = "NAME=VALUE", value_parser = copycar_runtime::parse_variable_arg)]
     variables: Vec<(String, String)>,
-    /// Runtime configuration file: key-value stores and sandbox limits.
+    /// Runtime configuration file: key-value stores, sandbox limits and
+    /// language-model providers.
     #[arg(long)]
     runtime_config_file: Option<PathBuf>,
     /// Directory for key-value data and the compile cache
@@ -106,6 +109,17 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     })?;
     services.register("vectors", vectors);
 
+    // NOTE: no local models are registered yet, so providers of kind
+    // `local` are listed as unavailable until candle implementations of
+    // `LocalTextModel` and `LocalEmbedder` are added here.
+    let local_models = LocalModels::default();
+    let llm = Arc::new(LlmRouter::new(
+        runtime_config.llm.clone(),
+        local_models,
+        |name| std::env::var(name).ok(),
+    )?);
+    services.register("llm", crate::llm_service::LlmService::new(llm.clone()));
+
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| anyhow::anyhow!("failed to listen on {}: {e}", args.listen))?;
@@ -117,6 +131,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             runtime_config,
             limits,
             services,
+            llm: Some(llm),
         },
     )
     .await?;

@@ -43,6 +43,9 @@ pub struct Component {
     /// are parsed once variables are resolved.
     pub allowed_outbound_hosts: Vec<Template>,
     pub key_value_stores: Vec<String>,
+    /// Language models (aliases of the runtime config's `[llm]` table) the
+    /// component may call through `fermyon:spin/llm`.
+    pub ai_models: Vec<String>,
     pub environment: BTreeMap<String, String>,
     pub variables: BTreeMap<String, ComponentVariable>,
     pub build: Option<BuildConfig>,
@@ -337,7 +340,6 @@ fn check_component(
     }
     for (key, present) in [
         ("sqlite_databases", !raw.sqlite_databases.is_empty()),
-        ("ai_models", !raw.ai_models.is_empty()),
         (
             "files",
             !raw.files.is_empty() || !raw.exclude_files.is_empty(),
@@ -393,6 +395,15 @@ fn check_component(
         }
     }
 
+    for (index, model) in raw.ai_models.iter().enumerate() {
+        if model.is_empty() || model.len() > 128 || model.chars().any(char::is_control) {
+            return Err(field(
+                &format!("ai_models[{index}]"),
+                "invalid model name: use 1 to 128 printable characters".into(),
+            ));
+        }
+    }
+
     let mut variables = BTreeMap::new();
     for (name, value) in raw.variables {
         let key = format!("variables.{name}");
@@ -436,6 +447,7 @@ fn check_component(
         source,
         allowed_outbound_hosts,
         key_value_stores: raw.key_value_stores,
+        ai_models: raw.ai_models,
         environment: raw.environment,
         variables,
         build,

@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub(crate) use fermyon::spin::{key_value, variables};
+pub(crate) use fermyon::spin::{key_value, llm, variables};

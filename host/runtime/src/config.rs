@@ -16,7 +16,11 @@
 //! max_instances = 256
 //! max_request_body_bytes = 10485760
 //! ```
+//!
+//! An `[llm]` table configures language-model providers and model aliases;
+//! `crate::llm::LlmConfig` documents it.
 
+use crate::llm::LlmConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +34,11 @@ pub struct RuntimeConfig {
     pub key_value_store: BTreeMap<String, KeyValueStoreConfig>,
     #[serde(default)]
     pub sandbox: SandboxSection,
+    /// The raw `[llm]` table; `load` validates it into `llm`.
+    #[serde(default, rename = "llm")]
+    llm_table: Option<toml::Table>,
+    #[serde(skip)]
+    pub llm: LlmConfig,
 }
 
 /// One `[key_value_store.<label>]` table.
@@ -62,7 +71,7 @@ impl RuntimeConfig {
         let text = copycar_manifest::read_limited(path, 1 << 20).map_err(|e| {
             anyhow::anyhow!("failed to read runtime config {}: {e}", path.display())
         })?;
-        let config: RuntimeConfig = toml::from_str(&text).map_err(|e| {
+        let mut config: RuntimeConfig = toml::from_str(&text).map_err(|e| {
             anyhow::anyhow!(
                 "invalid runtime config {}: {}",
                 path.display(),
@@ -92,6 +101,10 @@ impl RuntimeConfig {
                     path.display()
                 );
             }
+        }
+        if let Some(table) = config.llm_table.take() {
+            config.llm = LlmConfig::from_table(&table)
+                .map_err(|e| anyhow::anyhow!("invalid runtime config {}: {e}", path.display()))?;
         }
         Ok(config)
     }
@@ -201,6 +214,28 @@ mod tests {
         std::fs::write(&path, "[key_value_store.\"../../x\"]\ntype = \"redb\"\n").unwrap();
         let err = RuntimeConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("may contain only letters"), "{err}");
+    }
+
+    #[test]
+    fn runtime_config_reads_the_llm_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.toml");
+        std::fs::write(
+            &path,
+            "[llm.providers.a]\nkind = \"gemini\"\nmodel = \"gemini-2.0-flash\"\n[llm.models]\ndefault = [\"a\"]\n",
+        )
+        .unwrap();
+        let config = RuntimeConfig::load(&path).unwrap();
+        assert_eq!(config.llm.models["default"], ["a"]);
+        assert_eq!(
+            config.llm.providers["a"].base_url,
+            "https://generativelanguage.googleapis.com/v1beta"
+        );
+
+        std::fs::write(&path, "[llm.providers.a]\nkind = \"gemini\"\n").unwrap();
+        let err = RuntimeConfig::load(&path).unwrap_err().to_string();
+        assert!(err.contains("runtime.toml"), "{err}");
+        assert!(err.contains("llm.providers.a.model"), "{err}");
     }
 
     #[test]

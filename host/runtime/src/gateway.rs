@@ -264,13 +264,32 @@ pub struct Limited {
     pub retry_after_secs: u64,
 }
 
-/// The identity the gateway could verify, used only to pick rate-limit
-/// buckets; components still authenticate every request themselves.
+/// The identity the gateway could verify, used to pick rate-limit buckets
+/// and to account language-model usage; components still authenticate
+/// every request themselves.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     Anonymous,
-    ApiKey(String),
-    Subject(String),
+    /// An API key, by key id.
+    ApiKey {
+        id: String,
+        tenant: String,
+    },
+    /// A user with a verified access token.
+    Subject {
+        tenant: String,
+        subject: String,
+    },
+}
+
+impl Principal {
+    /// Returns the tenant the credential belongs to.
+    pub fn tenant(&self) -> Option<&str> {
+        match self {
+            Principal::Anonymous => None,
+            Principal::ApiKey { tenant, .. } | Principal::Subject { tenant, .. } => Some(tenant),
+        }
+    }
 }
 
 /// Gateway state: the compiled policy table and the token buckets.
@@ -371,13 +390,19 @@ impl Gateway {
                 return Principal::Anonymous;
             };
             return match key.verify(&record.secret_hash) {
-                Ok(()) => Principal::ApiKey(record.id),
+                Ok(()) => Principal::ApiKey {
+                    id: record.id,
+                    tenant: record.tenant_id,
+                },
                 Err(_) => Principal::Anonymous,
             };
         }
         match &self.signing_key {
             Some(signing_key) => match AccessToken::verify(signing_key, &credential, now_unix) {
-                Ok(claims) => Principal::Subject(format!("{}/{}", claims.tid, claims.sub)),
+                Ok(claims) => Principal::Subject {
+                    tenant: claims.tid,
+                    subject: claims.sub,
+                },
                 Err(_) => Principal::Anonymous,
             },
             None => Principal::Anonymous,
@@ -409,7 +434,7 @@ impl Gateway {
             ));
         }
         match principal {
-            Principal::ApiKey(id) => {
+            Principal::ApiKey { id, .. } => {
                 if let Some(rate) = policy.per_key {
                     wanted.push((
                         Dimension::Key(id.clone()),
@@ -418,10 +443,10 @@ impl Gateway {
                     ));
                 }
             }
-            Principal::Subject(subject) => {
+            Principal::Subject { tenant, subject } => {
                 if let Some(rate) = policy.per_subject {
                     wanted.push((
-                        Dimension::Subject(subject.clone()),
+                        Dimension::Subject(format!("{tenant}/{subject}")),
                         rate,
                         "rate limit for this user exceeded",
                     ));

@@ -8,7 +8,7 @@
 //! 2. [`Runtime::load`] resolves variables, opens the key-value stores,
 //!    compiles each component once (cached on disk by content hash and
 //!    engine settings), links it against WASI, `wasi:http` and Spin's
-//!    key-value and variables interfaces, and pre-instantiates it.
+//!    key-value, variables and llm interfaces, and pre-instantiates it.
 //! 3. [`serve`] accepts HTTP, routes each request with Spin's rules,
 //!    applies the route's gateway policies (body limit, rate limits, CORS),
 //!    and calls [`Runtime::invoke`], which creates a fresh instance from the
@@ -18,6 +18,9 @@
 //!    address checks in `outbound`. Requests to `*.copycar.internal` URLs
 //!    reach the in-process services of a [`ServiceRegistry`] without a
 //!    socket.
+//! 5. Calls to `fermyon:spin/llm` and to `llm.copycar.internal` share one
+//!    [`LlmRouter`], built from the runtime config's `[llm]` table, which
+//!    tries each model alias's providers in order.
 
 mod address;
 mod bindings;
@@ -25,8 +28,10 @@ mod config;
 mod engine;
 mod gateway;
 mod host_kv;
+mod host_llm;
 mod host_variables;
 mod kv;
+mod llm;
 mod locks;
 mod metrics;
 mod outbound;
@@ -38,6 +43,12 @@ mod variables;
 
 pub use config::{KeyValueStoreConfig, RuntimeConfig, SandboxLimits, SandboxSection};
 pub use gateway::{GatewayConfig, Rate, RoutePolicy};
+pub use llm::{
+    AttemptFailure, ChatRequest, CircuitState, Completion, Embedded, Embeddings, GenerateOptions,
+    Generated, LlmConfig, LlmConfigError, LlmRouter, LocalEmbedder, LocalModels, LocalTextModel,
+    ProviderConfig, ProviderError, ProviderKind, ProviderStatus, RouteError, Served, TenantUsage,
+    UsageTotals,
+};
 pub use metrics::Metrics;
 pub use runtime::{CallContext, InvokeError, Runtime, RuntimeOptions};
 pub use server::serve;

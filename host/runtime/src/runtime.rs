@@ -5,6 +5,7 @@ use crate::config::{RuntimeConfig, SandboxLimits};
 use crate::engine::{CacheOutcome, CompileCache, build_engine};
 use crate::gateway::{Gateway, GatewayConfig};
 use crate::kv::KeyValueStores;
+use crate::llm::LlmRouter;
 use crate::metrics::Metrics;
 use crate::outbound::{OutboundHooks, collect_limited};
 use crate::services::{HostInfoService, ServiceRegistry, ServiceRequest};
@@ -35,6 +36,8 @@ pub struct RuntimeOptions {
     pub limits: SandboxLimits,
     /// Extra `*.copycar.internal` services besides the built-in `host`.
     pub services: ServiceRegistry,
+    /// Serves `fermyon:spin/llm`; without it every model is unsupported.
+    pub llm: Option<Arc<LlmRouter>>,
 }
 
 /// Per-request facts that travel with nested component calls.
@@ -44,6 +47,8 @@ pub struct CallContext {
     pub client_addr: SocketAddr,
     pub depth: u8,
     pub deadline: Instant,
+    /// The tenant of the verified caller, when the gateway identified one.
+    pub tenant: Option<Arc<str>>,
 }
 
 impl CallContext {
@@ -135,6 +140,7 @@ pub struct Runtime {
     components: HashMap<String, LoadedComponent>,
     kv: KeyValueStores,
     services: ServiceRegistry,
+    llm: Option<Arc<LlmRouter>>,
     limits: SandboxLimits,
     /// Slots for requests from clients.
     permits: Arc<Semaphore>,
@@ -155,6 +161,7 @@ impl Runtime {
             runtime_config,
             limits,
             mut services,
+            llm,
         } = options;
         std::fs::create_dir_all(&data_dir).map_err(|e| {
             anyhow::anyhow!(
@@ -218,6 +225,15 @@ impl Runtime {
                     );
                 }
             }
+            for model in &component.ai_models {
+                if !llm.as_ref().is_some_and(|router| router.has_model(model)) {
+                    tracing::warn!(
+                        component = id,
+                        model = %model,
+                        "ai_models lists a model that [llm.models] does not define; calls to it fail with model-not-supported"
+                    );
+                }
+            }
             let settings = component_settings(component, &variables)?;
 
             let started = Instant::now();
@@ -273,6 +289,7 @@ impl Runtime {
             components,
             kv,
             services,
+            llm,
             permits: Arc::new(Semaphore::new(limits.max_instances as usize)),
             nested_permits: Arc::new(Semaphore::new(limits.max_instances as usize)),
             limits,
@@ -297,11 +314,22 @@ impl Runtime {
     pub fn services(&self) -> &ServiceRegistry {
         &self.services
     }
+    pub fn llm(&self) -> Option<&Arc<LlmRouter>> {
+        self.llm.as_ref()
+    }
     pub(crate) fn gateway(&self) -> &Gateway {
         &self.gateway
     }
     pub(crate) fn key_value(&self) -> &KeyValueStores {
         &self.kv
+    }
+
+    /// Returns whether the component may call language models, so the
+    /// server identifies its callers for usage accounting.
+    pub(crate) fn uses_llm(&self, component: &str) -> bool {
+        self.components
+            .get(component)
+            .is_some_and(|c| !c.settings.ai_models.is_empty())
     }
 
     /// Runs `request` in a fresh instance of `component_id`.
@@ -365,6 +393,7 @@ impl Runtime {
             component: component.settings.clone(),
             kv: self.kv.clone(),
             open_stores: 0,
+            llm: self.llm.clone(),
             limiter: MemoryLimiter {
                 limit: self.limits.memory_limit as usize,
                 exceeded: false,
@@ -509,6 +538,7 @@ impl Runtime {
             .handle(ServiceRequest {
                 caller: caller.to_string(),
                 request_id: call.request_id.to_string(),
+                deadline: call.deadline,
                 request: http::Request::from_parts(parts, body),
             })
             .await;
@@ -625,6 +655,7 @@ fn component_settings(
     Ok(ComponentSettings {
         id: component.id.clone(),
         key_value_stores: component.key_value_stores.clone(),
+        ai_models: component.ai_models.clone(),
         variables: variables.render_component(component)?,
         environment: component
             .environment

@@ -239,11 +239,17 @@ impl Server {
         // The deadline runs from arrival, so time spent waiting for a slot
         // counts against it.
         let deadline = Instant::now() + self.runtime.limits().request_timeout;
-        if let Some(policy) = policy {
+        // The principal is needed for rate limits and, for components that
+        // call language models, to account their usage to the tenant.
+        let mut tenant = None;
+        if policy.is_some() || self.runtime.uses_llm(&route.component) {
             let principal = gateway
                 .principal(req.headers(), self.runtime.key_value(), unix_now())
                 .await;
-            if let Err(limited) = gateway.admit(policy, &client_ip, &principal) {
+            tenant = principal.tenant().map(Arc::<str>::from);
+            if let Some(policy) = policy
+                && let Err(limited) = gateway.admit(policy, &client_ip, &principal)
+            {
                 tracing::warn!(component = %route.component, client.address = %client_ip, reason = limited.reason, "request rate-limited");
                 let mut response =
                     error_response(StatusCode::TOO_MANY_REQUESTS, limited.reason, request_id);
@@ -308,6 +314,7 @@ impl Server {
             client_addr: client,
             depth: 0,
             deadline,
+            tenant,
         };
         let mut response = self.runtime.invoke_routed(req, &route, call).await;
         // A body sent without Content-Length that outgrew the limit surfaces
@@ -346,7 +353,10 @@ impl Server {
     }
 
     fn metrics(&self) -> Response<WasiBody> {
-        let text = self.runtime.metrics().render();
+        let mut text = self.runtime.metrics().render();
+        if let Some(llm) = self.runtime.llm() {
+            llm.render_metrics(&mut text);
+        }
         Response::builder()
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
             .body(full(Bytes::from(text)))

@@ -15,6 +15,8 @@ pub struct ServiceRequest {
     /// Id of the calling component.
     pub caller: String,
     pub request_id: String,
+    /// The calling request's deadline; work past it is wasted.
+    pub deadline: std::time::Instant,
     pub request: http::Request<Bytes>,
 }
 

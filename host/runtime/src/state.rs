@@ -1,6 +1,7 @@
 //! Per-request store state and the per-component settings it is built from.
 
 use crate::kv::KeyValueStores;
+use crate::llm::LlmRouter;
 use crate::outbound::OutboundHooks;
 use crate::variables::VariableValue;
 use copycar_manifest::AllowedHosts;
@@ -15,6 +16,8 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 pub(crate) struct ComponentSettings {
     pub id: String,
     pub key_value_stores: Vec<String>,
+    /// Model aliases the component may call through `fermyon:spin/llm`.
+    pub ai_models: Vec<String>,
     pub variables: HashMap<String, VariableValue>,
     pub environment: Vec<(String, String)>,
     pub allowed_hosts: AllowedHosts,
@@ -65,6 +68,7 @@ pub(crate) struct HostState {
     pub component: Arc<ComponentSettings>,
     pub kv: KeyValueStores,
     pub open_stores: usize,
+    pub llm: Option<Arc<LlmRouter>>,
     pub limiter: MemoryLimiter,
 }
 

@@ -201,6 +201,24 @@ fn legacy_and_unsupported_fields_are_explained() {
 }
 
 #[test]
+fn ai_models_are_granted_per_component() {
+    let granted = GOOD.replace(
+        "source = \"api.wasm\"",
+        "source = \"api.wasm\"\nai_models = [\"default\", \"embeddings\"]",
+    );
+    let app = parse(&granted).unwrap();
+    assert_eq!(app.components()["api"].ai_models, ["default", "embeddings"]);
+    assert!(app.components()["health"].ai_models.is_empty());
+
+    let empty_name = GOOD.replace(
+        "source = \"api.wasm\"",
+        "source = \"api.wasm\"\nai_models = [\"default\", \"\"]",
+    );
+    let err = error_text(&empty_name);
+    assert!(err.contains("component.api.ai_models[1]"), "{err}");
+}
+
+#[test]
 fn load_reports_missing_file() {
     let err = App::load(Path::new("/nonexistent/spin.toml")).unwrap_err();
     assert!(
