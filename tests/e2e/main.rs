@@ -3,6 +3,7 @@
 
 mod auth;
 mod build;
+mod content;
 mod events;
 mod gateway;
 mod host_endpoints;
