@@ -54,7 +54,7 @@ fn sender() -> Value {
     json!({"name": "Grace Hopper", "company": "Navy Tools", "title": "Head of Sales"})
 }
 
-/// Every string in the content, for checks that look at all of it.
+/// Collects every string in the content.
 fn texts(content: &Value) -> Vec<String> {
     match content {
         Value::String(text) => vec![text.clone()],
@@ -532,8 +532,8 @@ async fn stored_profile_supplies_facts() {
     assert_eq!(status, 404);
 }
 
-/// A local stand-in for the llm service: answers `POST /v1/infer` with the
-/// scripted replies in order and records each request body. It stops
+/// A local stand-in for the llm service. It returns the scripted replies to
+/// `POST /v1/infer` in order and records each request body. It stops
 /// accepting when dropped.
 struct FakeModel {
     addr: SocketAddr,
@@ -752,7 +752,8 @@ async fn model_path_regenerates_failing_draft() {
     assert!(second.contains("Your previous draft failed"), "{second}");
     assert!(second.contains("spam_triggers"), "{second}");
 
-    // With no model left, the template engine writes and says why.
+    // With no model left, the template engine writes the copy and the
+    // response gives the reason.
     let (status, body) = call(&host, "POST", "", Some(&account.access), Some(request)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["engine"], "template", "{body}");

@@ -1,4 +1,4 @@
-//! What the writer knows: the account and its facts, the sender, the call
+//! The writing context: the account and its facts, the sender and the call
 //! to action. Templates read it through placeholders and prompts list it.
 
 use crate::kind::{ContentType, Length};
@@ -40,7 +40,8 @@ impl Account {
     }
 }
 
-/// A readable company name from a domain: `acme-tools.com` → `Acme Tools`.
+/// Derives a readable company name from a domain: `acme-tools.com` →
+/// `Acme Tools`.
 pub fn name_from_domain(domain: &str) -> String {
     let label = domain.split('.').next().unwrap_or(domain);
     label
@@ -120,7 +121,7 @@ impl Values for Context {
     }
 }
 
-/// A fact's value as it reads inside a sentence: trimmed, without its
+/// Formats a fact's value to read inside a sentence: trimmed, without its
 /// closing stop, and lower-cased at the start unless the first word is the
 /// account's name, a name with inner capitals or an acronym.
 fn fact_phrase(value: &str, account_name: &str) -> String {

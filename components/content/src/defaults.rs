@@ -7,7 +7,7 @@ use crate::kind::ContentType;
 /// The industry every content type has a template for.
 pub const DEFAULT_INDUSTRY: &str = "default";
 
-/// The built-in template text for a content type.
+/// Returns the built-in template text for a content type.
 pub fn builtin(kind: ContentType) -> &'static str {
     match kind {
         ContentType::Email => EMAIL,

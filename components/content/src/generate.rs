@@ -25,7 +25,7 @@ struct Written {
     /// Model attempts whose reply could not be used, with the reason.
     unusable: Vec<(usize, String)>,
     provider: Option<String>,
-    /// Why the template engine wrote the copy instead of the model.
+    /// Reason the template engine wrote the copy instead of the model.
     fallback_reason: Option<String>,
     template: Option<TemplateSource>,
 }

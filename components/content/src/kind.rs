@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// What to write. The name on the wire is the snake_case form.
+/// Kind of copy to write. The name on the wire is the snake_case form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentType {
     Email,
@@ -46,7 +46,7 @@ impl ContentType {
         ContentType::ALL.map(ContentType::name).join(", ")
     }
 
-    /// The call to action used when the request names none.
+    /// Returns the call to action used when the request names none.
     pub fn default_call_to_action(self) -> &'static str {
         match self {
             ContentType::Email | ContentType::EmailSequence | ContentType::SubjectLines => {
@@ -129,7 +129,7 @@ impl Copy {
         }
     }
 
-    /// Every piece of text, for checks that look at all of it.
+    /// Returns every piece of text, for checks that look at all of it.
     pub fn texts(&self) -> Vec<&str> {
         let mut texts = self.subjects();
         if let Copy::Website { headline, .. } = self {

@@ -13,9 +13,9 @@
 //!
 //! 1. [`request`] validates the body; the account is a stored profile
 //!    (`account_id`) or inline data whose facts get the source `provided`.
-//! 2. [`model`] asks the data plane's language model (`llm_url`) for the
-//!    copy, listing each fact with its id and asking the model to mark the
-//!    facts it used. When the service has no model or cannot be reached,
+//! 2. [`model`] requests the copy from the data plane's language model
+//!    (`llm_url`). The prompt lists each fact with its id and instructs the
+//!    model to mark the facts it used. When the service has no model or cannot be reached,
 //!    [`writer`] renders a [`template`] instead ([`templates`] finds the
 //!    tenant's or the built-in one from [`defaults`]).
 //! 3. [`quality`] scores every draft; a draft under 0.8 is rewritten with

@@ -1,5 +1,5 @@
 //! The language-model engine: builds a prompt from the account's facts,
-//! each tagged with its id, asks the model to mark the facts it used, and
+//! each tagged with its id, instructs the model to mark the facts it used, and
 //! turns the reply into [`Copy`] without the marks.
 //!
 //! The model is reached through the data plane's `llm` service
@@ -31,7 +31,7 @@ const SYSTEM_PROMPT: &str = "You write short, honest B2B outreach copy. You stat
 facts you are given support, you never invent numbers, customers, products or technologies, and \
 you answer with one JSON object and nothing else.";
 
-/// What the service returned for one request.
+/// The service's response to one request.
 pub enum Reply {
     Text {
         text: String,
@@ -334,7 +334,7 @@ pub fn parse_reply(text: &str, context: &Context) -> Result<(Copy, Vec<String>),
     Ok((copy, used))
 }
 
-/// The JSON object in a reply, also when the model wrapped it in prose or
+/// Extracts the JSON object from a reply, also when the model wrapped it in prose or
 /// a code fence.
 fn json_object(text: &str) -> Option<Value> {
     let start = text.find('{')?;

@@ -12,7 +12,7 @@ use serde::Serialize;
 /// Lowest passing score.
 pub const THRESHOLD: f64 = 0.8;
 
-/// What the copy may rely on besides its own words.
+/// Facts and names the copy may rely on besides its own words.
 pub struct Evidence<'a> {
     pub content_type: ContentType,
     pub length: Length,
@@ -26,6 +26,8 @@ pub struct Evidence<'a> {
     pub call_to_action: &'a str,
     /// Subject lines requested (subject lines only).
     pub requested_lines: usize,
+    /// Steps requested (sequences only).
+    pub requested_steps: usize,
     /// BCP 47 language tag; the readability formula applies to English only.
     pub language: &'a str,
 }
@@ -50,7 +52,7 @@ pub struct Report {
 }
 
 impl Report {
-    /// The criteria that failed.
+    /// Returns the criteria that failed.
     pub fn failures(&self) -> impl Iterator<Item = &Criterion> {
         self.criteria.iter().filter(|c| !c.pass)
     }
@@ -153,6 +155,19 @@ fn length(copy: &Copy, evidence: &Evidence) -> Criterion {
             problems.push(format!("{part} has {count} words, {direction}"));
         }
         score = score.min(part_score);
+    }
+    if evidence.content_type == ContentType::EmailSequence
+        && counts.len() != evidence.requested_steps
+    {
+        problems.push(format!(
+            "{} steps written, {} requested",
+            counts.len(),
+            evidence.requested_steps
+        ));
+        score = score.min(
+            counts.len().min(evidence.requested_steps) as f64
+                / evidence.requested_steps.max(1) as f64,
+        );
     }
     let target = format!(
         "{} {} copy needs {low} to {high} words per body",
@@ -562,8 +577,8 @@ pub fn unbacked_terms(copy: &Copy, evidence: &Evidence) -> Vec<String> {
                 let mut chars = word.chars();
                 let first_upper = chars.next().is_some_and(char::is_uppercase);
                 let inner_upper = chars.any(char::is_uppercase);
-                // A capital at the start of a sentence says nothing, but
-                // one inside a word (HubSpot) or mid-sentence names something.
+                // A capital at the start of a sentence is ordinary, but one
+                // inside a word (HubSpot) or mid-sentence marks a name.
                 let named = (first_upper && index > 0) || inner_upper;
                 if !(has_digit || named) {
                     continue;
@@ -609,6 +624,7 @@ mod tests {
             names: vec!["Acme", "acme.com", "Grace Hopper", "Navy Tools"],
             call_to_action: "Would you be open to a short call next week?",
             requested_lines: 3,
+            requested_steps: 2,
             language: "en",
         }
     }
@@ -809,6 +825,35 @@ mod tests {
         );
         let report = check(&email("A question about pipelines", &body), &backed);
         assert!(report.criterion("unbacked_claims").unwrap().pass);
+    }
+
+    #[test]
+    fn sequence_needs_requested_steps() {
+        let step = crate::kind::Step {
+            delay_days: 0,
+            subject: "A question about pipelines".into(),
+            body: GOOD_BODY.into(),
+        };
+        let one = Copy::Sequence {
+            steps: vec![step.clone()],
+        };
+        let facts = vec!["hiring data engineers", "runs nightly pipelines"];
+        let report = check(
+            &one,
+            &evidence(ContentType::EmailSequence, facts.clone(), 2),
+        );
+        let length = report.criterion("length").unwrap();
+        assert!(!length.pass);
+        assert!(
+            length.detail.contains("1 steps written, 2 requested"),
+            "{}",
+            length.detail
+        );
+        let two = Copy::Sequence {
+            steps: vec![step.clone(), step],
+        };
+        let report = check(&two, &evidence(ContentType::EmailSequence, facts, 2));
+        assert!(report.criterion("length").unwrap().pass, "{report:#?}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Which parts each content type's template needs, and rendering a template
-//! variant into [`Copy`].
+//! The parts each content type's template needs, and the rendering of a
+//! template variant into [`Copy`].
 
 use crate::kind::{ContentType, Copy, Step};
 use crate::template::{Part, PartKind, Rendered, SyntaxError, Template, Values, Variant, render};

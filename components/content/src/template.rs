@@ -9,9 +9,9 @@
 //! - `@step DAYS` starts one e-mail of a sequence, sent DAYS days after the
 //!   previous one; its `@subject` and `@body` follow.
 //!
-//! Inside a part, `{{name}}` is a placeholder (`{{account.name}}`,
-//! `{{fact.talking_point}}`, `{{sender.name}}`, `{{cta}}`; see
-//! [`PLACEHOLDERS`]) and `[[ … ]]` is an optional section, dropped whole
+//! Inside a part, `{{name}}` is a placeholder such as `{{account.name}}`,
+//! `{{fact.talking_point}}`, `{{sender.name}}` or `{{cta}}` (the full list is
+//! [`PLACEHOLDERS`]). `[[ … ]]` is an optional section. It is dropped whole
 //! when a placeholder inside it has no value. Sections do not nest. A
 //! backslash makes the next character literal (`\@`, `\\`), or the next pair
 //! of braces or brackets (`\{{`, `\[[`).
@@ -447,7 +447,7 @@ fn check_placeholder(name: &str) -> Result<(), String> {
     ))
 }
 
-/// The fact kind a `fact.<kind>` placeholder names.
+/// Returns the fact kind that a `fact.<kind>` placeholder names.
 pub fn fact_kind(placeholder: &str) -> Option<FactKind> {
     let kind = placeholder.strip_prefix("fact.")?;
     FACT_KINDS.iter().find(|(k, _)| *k == kind).map(|(_, f)| *f)

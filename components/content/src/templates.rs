@@ -188,7 +188,7 @@ fn get(kv: &Kv, caller: &Caller, kind: ContentType, industry: &str) -> ApiResult
     )))
 }
 
-/// A 400 for an invalid template, with the line and column of the problem.
+/// Builds the 400 for an invalid template, with the line and column of the problem.
 fn syntax_response(request: &Request, error: &SyntaxError) -> ApiResult {
     let request_id = header(request, "x-request-id").unwrap_or("");
     Ok(json_response(

@@ -16,9 +16,9 @@ pub struct Draft {
     pub copy: Copy,
     pub facts_used: Vec<String>,
     pub report: Report,
-    /// What wrote it: the model id, or the template and variant.
+    /// Writer label: the model id, or the template and variant.
     pub model: String,
-    /// What changed from the previous draft, for the attempt history.
+    /// Change from the previous draft, for the attempt history.
     pub change: String,
 }
 
@@ -38,12 +38,13 @@ pub fn check_copy(copy: &Copy, facts_used: &[String], context: &Context) -> Repo
         names: context.names(),
         call_to_action: &context.call_to_action,
         requested_lines: context.count,
+        requested_steps: context.steps,
         language: &context.language,
     };
     check(copy, &evidence)
 }
 
-/// Where a template came from, for the response and the model label.
+/// Origin of a template, for the response and the model label.
 #[derive(Debug, Clone)]
 pub struct TemplateSource {
     /// `builtin` or `tenant`.
