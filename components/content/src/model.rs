@@ -259,10 +259,18 @@ pub fn parse_reply(text: &str, context: &Context) -> Result<(Copy, Vec<String>),
         }
     };
     let copy = match context.content_type {
-        ContentType::Email => Copy::Email {
-            subject: clean(&field("subject")?),
-            body: clean(&field("body")?),
-        },
+        ContentType::Email => {
+            let (subject, body) = match (field("subject"), field("body")) {
+                (Ok(subject), Ok(body)) => (subject, body),
+                // Without JSON, a reply that opens with `Subject: …` still
+                // has both parts.
+                (Err(problem), _) | (_, Err(problem)) => subject_and_body(text).ok_or(problem)?,
+            };
+            Copy::Email {
+                subject: clean(&subject),
+                body: clean(&body),
+            }
+        }
         ContentType::LinkedinPost | ContentType::LinkedinMessage => {
             // A small model may ignore the JSON request; plain text is
             // still a usable body.
@@ -332,6 +340,22 @@ pub fn parse_reply(text: &str, context: &Context) -> Result<(Copy, Vec<String>),
         }
     };
     Ok((copy, used))
+}
+
+/// Splits a plain-text e-mail whose first non-empty line is `Subject: …`.
+fn subject_and_body(text: &str) -> Option<(String, String)> {
+    let text = text.trim_start();
+    let (first, rest) = text.split_once('\n')?;
+    let first = first.trim();
+    let subject = first
+        .strip_prefix("Subject:")
+        .or_else(|| first.strip_prefix("subject:"))?
+        .trim();
+    let body = rest.trim();
+    if subject.is_empty() || body.is_empty() {
+        return None;
+    }
+    Some((subject.to_string(), body.to_string()))
 }
 
 /// Extracts the JSON object from a reply, also when the model wrapped it in prose or
@@ -461,6 +485,20 @@ mod tests {
             copy,
             Copy::SubjectLines {
                 lines: vec!["One".into(), "Two".into(), "Three".into()]
+            }
+        );
+        assert_eq!(used, ["f1"]);
+
+        let (copy, used) = parse_reply(
+            "Subject: Invoices at Acme\n\nHi there [f1].\nBest, Grace",
+            &context(ContentType::Email),
+        )
+        .unwrap();
+        assert_eq!(
+            copy,
+            Copy::Email {
+                subject: "Invoices at Acme".into(),
+                body: "Hi there.\nBest, Grace".into()
             }
         );
         assert_eq!(used, ["f1"]);
