@@ -4,6 +4,7 @@
 mod accounts;
 mod auth;
 mod build;
+mod content;
 mod events;
 mod gateway;
 mod host_endpoints;

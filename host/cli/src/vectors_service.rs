@@ -514,6 +514,7 @@ mod tests {
         let response = runtime.block_on(service.handle(ServiceRequest {
             caller: "test".into(),
             request_id: "r".into(),
+            deadline: std::time::Instant::now() + std::time::Duration::from_secs(5),
             request,
         }));
         let status = response.status().as_u16();
