@@ -3,6 +3,7 @@
 
 mod build;
 mod events_service;
+mod models;
 mod models_service;
 mod train;
 mod up;
