@@ -19,12 +19,16 @@
 //!    encode is a [`ModelError::InvalidFeature`] that names the field.
 //!
 //! Everything runs on the CPU and is deterministic for a given seed.
+//!
+//! The [`llm`] module runs the local language models: SmolLM2 for text and
+//! all-MiniLM-L6-v2 for embeddings.
 
 mod bank;
 mod calibration;
 mod data;
 mod error;
 mod features;
+pub mod llm;
 mod metrics;
 mod model;
 mod network;

