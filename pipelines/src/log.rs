@@ -362,9 +362,7 @@ impl EventLog {
             .active
             .as_mut()
             .expect("append_batch rejects writes to a read-only log");
-        let written = active
-            .write_all(buffer)
-            .and_then(|()| active.sync_data());
+        let written = active.write_all(buffer).and_then(|()| active.sync_data());
         if let Err(error) = written {
             let rolled_back = active
                 .set_len(segment.size)
