@@ -4,7 +4,9 @@
 mod build;
 mod events_service;
 mod models_service;
+mod send_time_service;
 mod train;
+mod train_send_time;
 mod up;
 
 use clap::{Parser, Subcommand};

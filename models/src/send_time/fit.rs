@@ -49,9 +49,10 @@ impl SendTimeConfig {
     pub fn validate(&self) -> Result<(), ModelError> {
         self.smoothing.validate()?;
         let invalid = |message: String| Err(ModelError::Training(message));
-        if !(self.min_strength > 0.0 && self.min_strength <= self.max_strength)
-            || !self.max_strength.is_finite()
-        {
+        let bounds_valid = self.min_strength > 0.0
+            && self.min_strength <= self.max_strength
+            && self.max_strength.is_finite();
+        if !bounds_valid {
             return invalid(format!(
                 "prior strength bounds must satisfy 0 < min_strength <= max_strength, got {} and {}",
                 self.min_strength, self.max_strength
@@ -209,9 +210,9 @@ pub fn fit(outcomes: &[SendOutcome], config: &SendTimeConfig) -> Result<SendTime
 /// means by the method of moments, clamped to the configured bounds.
 ///
 /// For a cell with `n` sends and true rate drawn from a beta distribution
-/// with mean `p` and strength `m`, `E[(k - n p)^2 / n] = p (1 - p) (1 + (n -
-/// 1) / (m + 1))`. Summing over cells and solving for `m` gives the
-/// estimate. When the cells spread no more than binomial noise, children do
+/// with mean `p` and strength `m`,
+/// `E[(k - n p)^2 / n] = p (1 - p) (1 + (n - 1) / (m + 1))`. Summing over
+/// cells and solving for `m` gives the estimate. When the cells spread no more than binomial noise, children do
 /// not differ from the parent and the strength is the maximum.
 fn estimate_strength(
     sends: &[f64],

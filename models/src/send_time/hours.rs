@@ -189,8 +189,10 @@ mod tests {
 
     #[test]
     fn smoothing_rejects_bad_weights() {
-        let mut smoothing = Smoothing::default();
-        smoothing.day_weights = vec![1.0; 5];
+        let mut smoothing = Smoothing {
+            day_weights: vec![1.0; 5],
+            ..Smoothing::default()
+        };
         assert!(smoothing.validate().is_err());
         smoothing.day_weights = vec![0.0];
         assert!(smoothing.validate().is_err());

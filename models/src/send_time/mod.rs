@@ -36,7 +36,9 @@ pub use model::{
 pub use outcomes::{
     JoinStats, OutcomeJoin, SEGMENT_PROPERTY, SegmentKey, SendOutcome, UTC_OFFSET_PROPERTY,
 };
-pub use store::{EventRange, SendTimeCard, SendTimeData, SendTimeFeatures, TimeSplitSummary};
+pub use store::{
+    EventRange, SendTimeCard, SendTimeData, SendTimeFeatures, TimeSplitSummary, tenant_registry,
+};
 pub use train::{SendTimeStage, train_send_time};
 
 #[cfg(test)]

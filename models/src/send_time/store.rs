@@ -91,6 +91,27 @@ pub struct SendTimeCard {
     pub holdout: HoldoutReport,
 }
 
+/// Opens the send-time registry of one tenant: the folder `tenant` under
+/// `root`. The tenant id must be 1 to 128 characters of `A-Z`, `a-z`,
+/// `0-9`, `_`, `-` and `.`, and not start with a dot, so it is a plain
+/// folder name.
+pub fn tenant_registry(root: &Path, tenant: &str) -> Result<Registry, ModelError> {
+    let valid = !tenant.is_empty()
+        && tenant.len() <= 128
+        && !tenant.starts_with('.')
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if !valid {
+        return Err(ModelError::invalid(
+            "tenant",
+            tenant,
+            "must be 1 to 128 characters of A-Z, a-z, 0-9, `_`, `-` and `.`, not starting with a dot",
+        ));
+    }
+    Ok(Registry::open(root.join(tenant)))
+}
+
 #[derive(Serialize, Deserialize)]
 struct KeysFile {
     smoothing: Smoothing,
