@@ -1,8 +1,9 @@
 //! Derives send-time training events from a real web access log and appends
-//! them to an event log directory.
+//! them to an event log directory, or writes them as request bodies for
+//! `POST /api/v1/events`.
 //!
 //! Usage: cargo run --release -p copycar-models --example access_log_events --
-//!            PATH/apache_logs.csv --data-dir DIR --tenant TENANT
+//!            PATH/apache_logs.csv (--data-dir DIR --tenant TENANT | --jsonl FILE)
 //!            [--sends-per-client N] [--seed S]
 //!
 //! What is real: each pseudonymous client address of the log is one
@@ -18,9 +19,11 @@
 //! is replied to when the client made at least 5 requests within the hour
 //! after the open; the reply carries the time of the fifth.
 //!
-//! The events go into `DIR/events` through the event log API, in batches of
-//! 1,000. Do not run this while a host serves the same data directory: the
-//! log has one writer.
+//! With `--data-dir`, the events go into `DIR/events` through the event log
+//! API, in batches of 1,000. Do not run this while a host serves the same
+//! data directory: the log has one writer. With `--jsonl`, each line of FILE
+//! is one `{"events": [...]}` body of up to 1,000 events without a tenant,
+//! for `POST /api/v1/events`, which takes the tenant from the credentials.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,7 +48,7 @@ struct Client {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let (mut csv, mut data_dir, mut tenant) = (None, None, None);
+    let (mut csv, mut data_dir, mut tenant, mut jsonl) = (None, None, None, None);
     let mut sends_per_client = 24usize;
     let mut seed = 42u64;
     while let Some(arg) = args.next() {
@@ -56,6 +59,7 @@ fn main() -> anyhow::Result<()> {
                 ))
             }
             "--tenant" => tenant = Some(args.next().context("--tenant needs an id")?),
+            "--jsonl" => jsonl = Some(PathBuf::from(args.next().context("--jsonl needs a file")?)),
             "--sends-per-client" => {
                 sends_per_client = args
                     .next()
@@ -67,12 +71,15 @@ fn main() -> anyhow::Result<()> {
             path => csv = Some(PathBuf::from(path)),
         }
     }
-    let usage = "usage: access_log_events PATH/apache_logs.csv --data-dir DIR --tenant TENANT";
-    let (csv, data_dir, tenant) = (
-        csv.context(usage)?,
-        data_dir.context(usage)?,
-        tenant.context(usage)?,
-    );
+    let usage = "usage: access_log_events PATH/apache_logs.csv \
+                 (--data-dir DIR --tenant TENANT | --jsonl FILE)";
+    let csv = csv.context(usage)?;
+    // The tenant of `--jsonl` output is replaced by the events service.
+    let tenant = match (&data_dir, &jsonl) {
+        (Some(_), None) => tenant.context(usage)?,
+        (None, Some(_)) => "jsonl".to_owned(),
+        _ => bail!(usage),
+    };
 
     let clients = read_clients(&csv)?;
     let start = clients
@@ -136,7 +143,16 @@ fn main() -> anyhow::Result<()> {
         }
     }
 
-    let log_dir = data_dir.join("events");
+    let summary = format!(
+        "{} clients: {sends} sends, {opens} opens, {replies} replies",
+        clients.len()
+    );
+    if let Some(path) = jsonl {
+        write_jsonl(&path, &events)?;
+        println!("{summary} written to {}", path.display());
+        return Ok(());
+    }
+    let log_dir = data_dir.expect("checked with the usage").join("events");
     let log = EventLog::open(&log_dir, LogOptions::default())
         .with_context(|| format!("failed to open the event log in {}", log_dir.display()))?;
     let first = log.next_offset();
@@ -146,13 +162,31 @@ fn main() -> anyhow::Result<()> {
         rejected += results.iter().filter(|r| r.is_err()).count();
     }
     println!(
-        "{} clients: {sends} sends, {opens} opens, {replies} replies appended to {} \
-         (offsets {first}..{}, {rejected} rejected)",
-        clients.len(),
+        "{summary} appended to {} (offsets {first}..{}, {rejected} rejected)",
         log_dir.display(),
         log.next_offset()
     );
     Ok(())
+}
+
+/// Writes `events` as lines of `{"events": [...]}` with up to 1,000 events
+/// each, leaving out the fields the log sets.
+fn write_jsonl(path: &std::path::Path, events: &[Event]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for batch in events.chunks(BATCH) {
+        let mut items = Vec::with_capacity(batch.len());
+        for event in batch {
+            let mut value = serde_json::to_value(event)?;
+            if let Some(object) = value.as_object_mut() {
+                object.remove("tenant");
+                object.remove("received_at");
+            }
+            items.push(value);
+        }
+        text.push_str(&json!({ "events": items }).to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| format!("failed to write {}", path.display()))
 }
 
 /// Reads the request times and user-agent segment of each client address.

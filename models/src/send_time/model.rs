@@ -234,6 +234,11 @@ impl SendTimeModel {
         self.recipients.len()
     }
 
+    /// Recipient ids, sorted.
+    pub fn recipient_names(&self) -> &[String] {
+        &self.recipients
+    }
+
     pub fn segment_keys(&self) -> &[SegmentKey] {
         &self.segments
     }
