@@ -15,9 +15,9 @@
 //! `--sends-per-client` sends (default 24), each in its own campaign, at
 //! times drawn uniformly at random over the log's span with a seeded
 //! SplitMix64 generator. A send is opened when the client made a request
-//! within 3 hours after it; the open event carries that request's time. It
-//! is replied to when the client made at least 5 requests within the hour
-//! after the open; the reply carries the time of the fifth.
+//! within 3 hours after it, and the open event carries that request's time.
+//! It is replied to when the client made at least 5 requests within the
+//! hour after the open, and the reply carries the time of the fifth.
 //!
 //! With `--data-dir`, the events go into `DIR/events` through the event log
 //! API, in batches of 1,000. Do not run this while a host serves the same

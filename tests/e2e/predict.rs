@@ -413,7 +413,8 @@ async fn send_time_trains_from_ingested_events_and_predicts() {
             first["open_interval"][0].as_f64().unwrap(),
             first["open_interval"][1].as_f64().unwrap(),
         ];
-        assert!(low < p && p < high, "{first}");
+        assert!(low < p, "{first}");
+        assert!(p < high, "{first}");
         assert!(first["effective_sample_size"].as_f64().unwrap() > 0.0);
         assert!(p >= best[1]["open_probability"].as_f64().unwrap());
     }
@@ -453,7 +454,7 @@ async fn send_time_trains_from_ingested_events_and_predicts() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "tenant");
 
-    // Another tenant has no model, and sees none of this one.
+    // Another tenant has no model and cannot reach this one.
     let (status, body) = post_send_time(&host, &other.access, json!({"recipients": [{}]})).await;
     assert_eq!(status, 503, "{body}");
 

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `POST /response-rate` | `{"records": [{field: value}]}`, 1 to 1,000 records: a probability, an uncertainty and the top factors for each |
 //! | `GET /response-rate` | the model version in service and its test scores |
-//! | `POST /send-time` | `{"recipients": [{"recipient"?, "channel"?, "segment"?, "utc_offset_minutes"?}], "top_k"?, "objective"?: "open" or "reply"}`, 1 to 1,000 items: the best hours of the week for each, with probabilities, an interval, the effective sample size and the level that answered |
+//! | `POST /send-time` | `{"recipients": [{"recipient"?, "channel"?, "segment"?, "utc_offset_minutes"?}], "top_k"?, "objective"?: "open" or "reply"}`, 1 to 1,000 items: the best hours of the week for each, with probabilities, an interval, the effective sample size and the level that produced the estimate |
 //! | `GET /send-time` | the caller's send-time model version, its data range and holdout lift |
 //!
 //! Send-time models are per tenant; the tenant always comes from the

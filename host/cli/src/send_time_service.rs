@@ -7,7 +7,7 @@
 //!   "top_k"?: 1..=168 (default 3), "objective"?: "open" | "reply"}` (1 to
 //!   1,000 recipients): per item the best hours of the week with
 //!   probabilities, 90% intervals and effective sample sizes, and the level
-//!   that answered (recipient, segment or global). Invalid input gives 400
+//!   that produced the estimate (recipient, segment or global). Invalid input gives 400
 //!   naming the field and, for an item, its index.
 
 use std::collections::HashMap;
@@ -339,7 +339,8 @@ fn parse_item(item: &Value, index: usize) -> Result<SendTimeQuery, Invalid> {
     })
 }
 
-/// An optional string field of 1 to 256 bytes without control characters.
+/// Reads an optional string field of 1 to 256 bytes without control
+/// characters.
 fn text(fields: &Map<String, Value>, field: &str, index: usize) -> Result<Option<String>, Invalid> {
     let value = match fields.get(field) {
         None | Some(Value::Null) => return Ok(None),

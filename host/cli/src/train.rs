@@ -56,7 +56,7 @@ pub(crate) struct SendTimeArgs {
     /// Seed for the bootstrap interval.
     #[arg(long, default_value_t = 42)]
     pub(crate) seed: u64,
-    /// What the events are, written into the model card.
+    /// Description of the events, written into the model card.
     #[arg(long, default_value = "events from the event log")]
     pub(crate) description: String,
     /// Make the new version the one in service.

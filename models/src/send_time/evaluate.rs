@@ -9,7 +9,7 @@ use super::outcomes::SendOutcome;
 use crate::error::ModelError;
 use crate::split::Rng;
 
-/// How the lift is estimated, as written into the model card.
+/// The description of the lift estimator written into the model card.
 pub const ESTIMATOR: &str = "replay (rejection sampling) on logged sends: for each held-out \
 send, each policy picks an hour on the send's local day; the policy's rate is the open (or \
 reply) rate among the held-out sends whose local hour equals its pick. The model picks the \
@@ -134,8 +134,8 @@ pub fn evaluate(
     }
 }
 
-/// The hour of day with the highest success rate over all days; an hour
-/// without sends counts as rate 0 and ties go to the earlier hour.
+/// Returns the hour of day with the highest success rate over all days. An
+/// hour without sends counts as rate 0, and ties go to the earlier hour.
 fn best_hour_of_day(outcomes: &[SendOutcome], success: impl Fn(&SendOutcome) -> bool) -> usize {
     let mut sends = [0u64; 24];
     let mut successes = [0u64; 24];

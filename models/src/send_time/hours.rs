@@ -133,7 +133,7 @@ impl Smoothing {
     }
 }
 
-/// The directions of an offset: only `+` for 0, both otherwise.
+/// Returns the directions of an offset: only `+` for 0, both otherwise.
 fn signs(distance: usize) -> &'static [i64] {
     if distance == 0 { &[1] } else { &[1, -1] }
 }

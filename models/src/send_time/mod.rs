@@ -3,15 +3,16 @@
 //!
 //! 1. [`OutcomeJoin`] reads events and marks each send as opened or replied
 //!    when a response with the same recipient and campaign follows it.
-//! 2. [`fit`] counts sends and responses per hour of week at three levels,
-//!    smooths them across neighbouring hours and days ([`Smoothing`]) and
-//!    shrinks each recipient toward their segment and each segment toward
-//!    the tenant with beta priors whose strength is estimated from the data.
+//! 2. [`fit`] counts sends and responses per hour of week at three levels
+//!    and smooths them across neighbouring hours and days ([`Smoothing`]).
+//!    It then shrinks each recipient toward their segment and each segment
+//!    toward the tenant, with beta priors whose strength it estimates from
+//!    the data.
 //! 3. [`train_send_time`] splits the sends by time, measures the lift of the
 //!    model's schedule over the best single hour on the later part
 //!    ([`evaluate`]), refits on everything and writes a [`SendTimeCard`].
 //! 4. [`SendTimeModel::predict`] ranks the hours for a recipient, a segment
-//!    or neither, and says which level answered.
+//!    or neither, and returns the level that produced the estimate.
 
 mod evaluate;
 mod fit;

@@ -92,7 +92,7 @@ impl Posterior {
     }
 }
 
-/// Which level of the hierarchy answered a query.
+/// The level of the hierarchy whose estimate a prediction returns.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
@@ -136,8 +136,8 @@ pub struct HourEstimate {
 pub struct SendTimePrediction {
     pub level: Level,
     pub objective: Objective,
-    /// Sends of the answering recipient or segment in the training data
-    /// (all sends for the global level).
+    /// Training sends of the recipient or segment that produced the
+    /// estimate (all sends for the global level).
     pub observed_sends: f64,
     /// The top hours, best first.
     pub best_hours: Vec<HourEstimate>,
@@ -243,7 +243,7 @@ impl SendTimeModel {
         &self.segments
     }
 
-    /// Finds the level that answers `query`: the recipient when the model
+    /// Finds the level that estimates `query`: the recipient when the model
     /// has seen them, else the segment with exactly the query's channel and
     /// segment, else the global rates. Returns the level, its posterior and
     /// the row in it.
@@ -265,8 +265,8 @@ impl SendTimeModel {
         }
     }
 
-    /// Returns the posterior means of `objective` per hour of week for the
-    /// level that answers `query`.
+    /// Returns the posterior means of `objective` per hour of week from the
+    /// level that estimates `query`.
     pub fn probabilities(&self, query: &SendTimeQuery, objective: Objective) -> (Level, &[f64]) {
         let (level, posterior, row) = self.resolve(query);
         (level, Counts::row(posterior.mean(objective), row))
@@ -274,6 +274,11 @@ impl SendTimeModel {
 
     /// Ranks the hours of week for `query` by the probability of
     /// `objective` and returns the best `top_k` (at most 168).
+    ///
+    /// NOTE: an hour in which a recipient had no sends keeps their
+    /// segment's rate, while hours with unanswered sends drop below it. So
+    /// the top hours of a sparse recipient can be hours they were never sent
+    /// at, with an effective sample size close to the prior strength.
     pub fn predict(
         &self,
         query: &SendTimeQuery,
@@ -295,7 +300,7 @@ impl SendTimeModel {
             Objective::Reply => reply,
         };
 
-        // Highest first; ties go to the earlier hour so answers are stable.
+        // Highest first; ties go to the earlier hour so rankings are stable.
         let mut hours: Vec<usize> = (0..HOURS_PER_WEEK).collect();
         hours.sort_by(|&a, &b| ranked[b].total_cmp(&ranked[a]).then(a.cmp(&b)));
         let best_hours = hours
@@ -325,15 +330,15 @@ impl SendTimeModel {
     }
 }
 
-/// A normal approximation of the central 90% of a beta posterior with mean
+/// Approximates the central 90% of a beta posterior with mean
 /// `p` and `ess` pseudo-observations, clipped to [0, 1].
 fn interval(p: f64, ess: f64) -> [f64; 2] {
     let sd = (p * (1.0 - p) / (ess + 1.0)).sqrt();
     [(p - Z_90 * sd).max(0.0), (p + Z_90 * sd).min(1.0)]
 }
 
-/// The global rates: smoothed counts pulled toward the overall rate with the
-/// global strengths.
+/// Computes the global rates: smoothed counts pulled toward the overall rate
+/// with the global strengths.
 pub(crate) fn global_posterior(
     smoothing: &Smoothing,
     counts: &Counts,
@@ -362,7 +367,7 @@ pub(crate) fn global_posterior(
     )
 }
 
-/// Beta-binomial posterior means for each row of `counts`, with the prior
+/// Computes beta-binomial posterior means for each row of `counts`, with the prior
 /// mean taken from row `parents[row]` of `parent` and `open_strength` /
 /// `reply_strength` pseudo-sends.
 pub(crate) fn child_posterior(

@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::hours::{check_utc_offset, hour_of_week};
 
-/// Name of the event property that holds a recipient's segment.
+/// Name of the event property that contains a recipient's segment.
 pub const SEGMENT_PROPERTY: &str = "segment";
 
-/// Name of the event property that holds the recipient's offset from UTC in
-/// minutes.
+/// Name of the event property that contains the recipient's offset from UTC
+/// in minutes.
 pub const UTC_OFFSET_PROPERTY: &str = "utc_offset_minutes";
 
 /// The group a recipient is pooled with: the event's `channel` and its

@@ -1,6 +1,6 @@
 //! Send-time artefacts in the registry.
 //!
-//! A version directory holds `model.safetensors` (send, open and reply
+//! A version directory contains `model.safetensors` (send, open and reply
 //! counts per hour of week for the global row, each segment and each
 //! recipient, as f32 tensors of shape `[rows, 168]`), `send_time.json` (row
 //! keys, smoothing and prior strengths) and `card.json` (a
@@ -25,7 +25,7 @@ const KEYS_FILE: &str = "send_time.json";
 const LEVELS: [&str; 3] = ["global", "segment", "recipient"];
 const COLUMNS: [&str; 3] = ["sends", "opens", "replies"];
 
-/// Where the training events came from.
+/// The origin of the training events.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRange {
     /// The event log directory that was read.
@@ -34,7 +34,7 @@ pub struct EventRange {
     /// Offsets read: from `first_offset` up to, not including, `end_offset`.
     pub first_offset: u64,
     pub end_offset: u64,
-    /// What the events are, such as a note on how they were derived.
+    /// A description of the events, such as how they were derived.
     pub description: String,
 }
 
@@ -47,7 +47,7 @@ pub struct SendTimeData {
     pub segments: usize,
 }
 
-/// How inputs become bins and outcomes.
+/// The rules that turn events into bins and outcomes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SendTimeFeatures {
     pub bins: String,
@@ -82,7 +82,7 @@ pub struct SendTimeCard {
     pub features: SendTimeFeatures,
     pub config: SendTimeConfig,
     pub split: TimeSplitSummary,
-    /// What the stored counts cover.
+    /// The sends behind the stored counts.
     pub fitted_on: String,
     /// Prior strengths of the stored model, and of the model fitted on the
     /// training part only that produced `holdout`.
@@ -232,7 +232,7 @@ fn save_tensors(model: &SendTimeModel, path: &Path) -> Result<(), ModelError> {
             .iter()
             .zip([&counts.sends, &counts.opens, &counts.replies])
         {
-            // Counts are whole numbers far below 2^24, so f32 holds them
+            // Counts are whole numbers far below 2^24, so f32 stores them
             // exactly.
             let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
             let tensor =

@@ -242,7 +242,8 @@ fn planted_pattern_gives_positive_lift() {
     assert!(lift > 0.0, "{open:?}");
     let [low, high] = open.lift_interval.unwrap();
     assert!(low > 0.0, "{open:?}");
-    assert!(low <= lift && lift <= high, "{open:?}");
+    assert!(low <= lift, "{open:?}");
+    assert!(lift <= high, "{open:?}");
     assert!(report.reply.lift.unwrap() > 0.0, "{:?}", report.reply);
 }
 
@@ -257,7 +258,8 @@ fn uniform_outcomes_give_no_clear_lift() {
     let model = fit(&split.train, &SendTimeConfig::default()).unwrap();
     let report = evaluate(&model, &split.train, &split.test, 500, 1);
     let [low, high] = report.open.lift_interval.unwrap();
-    assert!(low < 0.0 && high > 0.0, "{:?}", report.open);
+    assert!(low < 0.0, "{:?}", report.open);
+    assert!(high > 0.0, "{:?}", report.open);
     assert_eq!(
         model.strengths().recipient_open,
         SendTimeConfig::default().max_strength

@@ -381,7 +381,7 @@ fn damaged_last_record_is_treated_as_torn() {
 }
 
 #[test]
-fn read_only_open_leaves_torn_tail_and_rejects_writes() {
+fn read_only_open_keeps_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
     let writer = EventLog::open(dir.path(), LogOptions::default()).unwrap();
     writer.append_batch(ids(0..3)).unwrap();
