@@ -109,7 +109,8 @@ pub(crate) fn run_train(args: TrainArgs) -> anyhow::Result<()> {
 
 #[derive(Args)]
 pub(crate) struct ModelsArgs {
-    /// Registry directory of the response-rate model.
+    /// Registry directory: the response-rate model's, or one tenant's
+    /// send-time folder such as `models/registry/send-time/<tenant>`.
     #[arg(long, global = true, default_value = "models/registry/response-rate")]
     registry: PathBuf,
     #[command(subcommand)]
