@@ -7,6 +7,7 @@ mod build;
 mod content;
 mod events;
 mod gateway;
+mod golden;
 mod host_endpoints;
 mod isolation;
 mod key_value;

@@ -7,7 +7,9 @@ mod llm_service;
 mod models;
 mod models_service;
 mod outreach;
+mod send_time_service;
 mod train;
+mod train_send_time;
 mod up;
 mod vectors_service;
 

@@ -87,9 +87,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             .join("models/registry")
     });
     let mut services = ServiceRegistry::default();
-    let models = crate::models_service::ModelsService::start(copycar_models::Registry::open(
-        models_dir.join("response-rate"),
-    ));
+    let models = crate::models_service::ModelsService::start(
+        copycar_models::Registry::open(models_dir.join("response-rate")),
+        models_dir.join("send-time"),
+    );
     services.register("models", models);
     let events_dir = data_dir.join("events");
     let events = tokio::task::block_in_place(|| {
