@@ -121,7 +121,7 @@ async fn compiled_components_are_cached_on_disk() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 5"),
+        metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 6"),
         "{metrics}"
     );
     let (status, _) = get_json(&second.url("/health")).await;
