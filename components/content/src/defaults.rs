@@ -3,8 +3,8 @@
 //! check at medium length for an account with a few facts.
 //!
 //! NOTE: these templates are English and templates are not keyed by
-//! language, so the template engine writes English whatever
-//! `parameters.language` asks for. Only the model path honours it.
+//! language, so the template engine writes English for any
+//! `parameters.language`. Only the model path uses that parameter.
 
 use crate::kind::ContentType;
 
