@@ -63,7 +63,7 @@ async fn metrics_and_ready() {
     let (status, body) = get_json(&host.url("/ready")).await;
     assert_eq!(status, 200);
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["components"], 5);
+    assert_eq!(body["components"], 6);
 }
 
 #[tokio::test]
@@ -109,7 +109,7 @@ async fn compiled_components_are_cached_on_disk() {
     let entries = std::fs::read_dir(data.path().join("cache/components"))
         .unwrap()
         .count();
-    assert_eq!(entries, 5, "one cache entry per component");
+    assert_eq!(entries, 6, "one cache entry per component");
 
     let second = Host::start_with(&app_manifest(), options);
     let metrics = client()
@@ -121,7 +121,7 @@ async fn compiled_components_are_cached_on_disk() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 5"),
+        metrics.contains("copycar_component_compilations_total{cache=\"hit\"} 6"),
         "{metrics}"
     );
     let (status, _) = get_json(&second.url("/health")).await;

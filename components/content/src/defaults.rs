@@ -1,6 +1,10 @@
 //! Built-in templates: one per content type for the `default` industry,
 //! used when a tenant has stored none. Each is written to pass the quality
 //! check at medium length for an account with a few facts.
+//!
+//! NOTE: these templates are English and templates are not keyed by
+//! language, so the template engine writes English for any
+//! `parameters.language`. Only the model path uses that parameter.
 
 use crate::kind::ContentType;
 
