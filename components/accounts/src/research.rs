@@ -557,7 +557,7 @@ fn vector_text(profile: &Profile) -> String {
 /// Embeds the text with the model service, or the hashing embedding when
 /// no embedding model answers. Returns the model name and the vector.
 async fn embed(tenant: &str, text: &str) -> (String, Vec<f32>) {
-    let body = json!({"tenant": tenant, "texts": [text]});
+    let body = json!({"tenant": tenant, "model": "embeddings", "texts": [text]});
     if let Ok((200, reply)) = LLM
         .call(Method::Post, "/v1/embed", body.to_string().into_bytes())
         .await

@@ -180,6 +180,17 @@ async fn write_with_model(context: &Context, tenant: &str) -> Result<Written, St
     if drafts.is_empty() {
         return Err("no reply from the language model could be used".into());
     }
+    // Copy under the threshold is not sent when a template can do better:
+    // the caller gets the template's copy and the reason.
+    let chosen = &drafts[best(&drafts)].report;
+    if !chosen.passed {
+        return Err(format!(
+            "the model's best of {} drafts scored {:.2}, under {:.2}",
+            drafts.len() + unusable.len(),
+            chosen.score,
+            chosen.threshold
+        ));
+    }
     Ok(Written {
         engine: "llm",
         drafts,

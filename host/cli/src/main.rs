@@ -4,6 +4,7 @@
 mod build;
 mod events_service;
 mod llm_service;
+mod local_llm;
 mod models;
 mod models_service;
 mod outreach;

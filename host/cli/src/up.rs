@@ -3,7 +3,7 @@
 use clap::Args;
 use copycar_manifest::App;
 use copycar_runtime::{
-    LlmRouter, LocalModels, Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection,
+    LlmRouter, Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection,
     ServiceRegistry,
 };
 use std::net::SocketAddr;
@@ -110,13 +110,17 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     })?;
     services.register("vectors", vectors);
 
-    // NOTE: no local models are registered yet, so providers of kind
-    // `local` are listed as unavailable until candle implementations of
-    // `LocalTextModel` and `LocalEmbedder` are added here.
-    let local_models = LocalModels::default();
-    let llm = Arc::new(LlmRouter::new(
+    let local = tokio::task::block_in_place(|| {
+        crate::local_llm::load(&crate::models::llm_dir(&models_dir))
+    });
+    let llm_config = crate::local_llm::with_local_defaults(
         runtime_config.llm.clone(),
-        local_models,
+        local.text.as_deref(),
+        local.embedder.as_deref(),
+    );
+    let llm = Arc::new(LlmRouter::new(
+        llm_config,
+        local.models,
         |name| std::env::var(name).ok(),
     )?);
     services.register("llm", crate::llm_service::LlmService::new(llm.clone()));
