@@ -9,9 +9,9 @@
 //!            [--sentences FILE.csv --column NAME] [--json]
 //!
 //! `--models-dir` is the directory that `copycar models fetch` filled
-//! [default: models/registry/llm]. Sentences come from a CSV column, for
-//! example the `blurb` column of a company list; without a file a fixed
-//! list of 64 sentences is used.
+//! [default: models/registry/llm]. The sentences are the first 64 values
+//! of a CSV column, for example the `blurb` column of a company list.
+//! Without a file, a fixed list of 64 sentences is used.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,8 +19,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use copycar_models::llm::{GenerateOptions, MiniLm, SmolLm, locate};
 
-/// The prompt both engines generate from; it asks for a long answer so that
-/// generation rarely ends before `--tokens`.
+/// The prompt for both engines. It requests a long answer, so generation
+/// rarely ends before `--tokens`.
 const PROMPT: &str = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. Describe the sea, the weather and the keeper's daily routine.";
 const BATCH: usize = 32;
 

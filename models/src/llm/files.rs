@@ -1,4 +1,4 @@
-//! Where the model files sit inside a `pip install --target DIR` directory.
+//! Locations of the model files inside a `pip install --target DIR` directory.
 
 use std::path::{Path, PathBuf};
 

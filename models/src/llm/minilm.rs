@@ -80,18 +80,19 @@ impl MiniLm {
         })
     }
 
-    /// The model's name: its directory's name, or the package's name for a
+    /// Returns the model's name: its directory's name, or the package's name for a
     /// sentence-transformers `model/` directory inside a package.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The length of each embedding (384 for all-MiniLM-L6-v2).
+    /// Returns the length of each embedding (384 for all-MiniLM-L6-v2).
     pub fn dims(&self) -> usize {
         self.dims
     }
 
-    /// Tokens read from each text; the rest is cut off.
+    /// Returns the maximum number of tokens read from each text. Longer
+    /// texts are truncated.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }

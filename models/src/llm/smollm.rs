@@ -116,12 +116,12 @@ impl SmolLm {
         })
     }
 
-    /// The model's name: the GGUF file name without its extension.
+    /// Returns the model's name: the GGUF file name without its extension.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The longest prompt plus generation the model accepts, in tokens.
+    /// Returns the maximum number of prompt and generated tokens together.
     pub fn context_length(&self) -> usize {
         MAX_SEQ_LEN
     }
