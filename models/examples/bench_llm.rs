@@ -9,9 +9,9 @@
 //!            [--sentences FILE.csv --column NAME] [--json]
 //!
 //! `--models-dir` is the directory that `copycar models fetch` filled
-//! [default: models/registry/llm]. Sentences come from a CSV column, for
-//! example the `blurb` column of a company list; without a file a fixed
-//! list of 64 sentences is used.
+//! [default: models/registry/llm]. The sentences are the first 64 values
+//! of a CSV column, for example the `blurb` column of a company list.
+//! Without a file, a fixed list of 64 sentences is used.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -19,8 +19,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use copycar_models::llm::{GenerateOptions, MiniLm, SmolLm, locate};
 
-/// The prompt both engines generate from; it asks for a long answer so that
-/// generation rarely ends before `--tokens`.
+/// The prompt for both engines. It requests a long answer, so generation
+/// rarely ends before `--tokens`.
 const PROMPT: &str = "Write a long, detailed story about a lighthouse keeper who finds a message in a bottle. Describe the sea, the weather and the keeper's daily routine.";
 const BATCH: usize = 32;
 
@@ -68,7 +68,8 @@ fn parse_options() -> anyhow::Result<Options> {
 
 /// Reads up to 64 non-empty values of one CSV column, each cut to 400 characters.
 fn read_sentences(path: &PathBuf, column: &str) -> anyhow::Result<Vec<String>> {
-    let mut reader = csv::Reader::from_path(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
     let index = reader
         .headers()?
         .iter()
@@ -89,7 +90,12 @@ fn read_sentences(path: &PathBuf, column: &str) -> anyhow::Result<Vec<String>> {
 }
 
 fn fixed_sentences() -> Vec<String> {
-    let subjects = ["The team", "Our company", "A small startup", "The engineers"];
+    let subjects = [
+        "The team",
+        "Our company",
+        "A small startup",
+        "The engineers",
+    ];
     let actions = ["builds", "maintains", "sells", "designs"];
     let objects = [
         "open-source developer tools",
@@ -116,9 +122,12 @@ fn median(mut values: Vec<f64>) -> f64 {
 fn main() -> anyhow::Result<()> {
     let options = parse_options()?;
     let files = locate(&options.models_dir);
-    let gguf = files
-        .text
-        .with_context(|| format!("no SmolLM2 file in {}; run `copycar models fetch`", options.models_dir.display()))?;
+    let gguf = files.text.with_context(|| {
+        format!(
+            "no SmolLM2 file in {}; run `copycar models fetch`",
+            options.models_dir.display()
+        )
+    })?;
     let embedding_dir = files
         .embeddings
         .with_context(|| format!("no MiniLM directory in {}", options.models_dir.display()))?;
@@ -211,8 +220,14 @@ fn main() -> anyhow::Result<()> {
     println!("| measure | value |");
     println!("|---|---:|");
     println!("| SmolLM2 load | {:.2} s |", load_s);
-    println!("| prompt ({prompt_tokens} tokens) | {:.0} tokens/s |", prompt_tokens as f64 / prompt_s);
-    println!("| generation ({decode_tokens} tokens) | {:.1} tokens/s |", decode_tokens as f64 / decode_s);
+    println!(
+        "| prompt ({prompt_tokens} tokens) | {:.0} tokens/s |",
+        prompt_tokens as f64 / prompt_s
+    );
+    println!(
+        "| generation ({decode_tokens} tokens) | {:.1} tokens/s |",
+        decode_tokens as f64 / decode_s
+    );
     println!("| MiniLM load | {:.2} s |", embed_load_s);
     println!("| MiniLM, one sentence | {:.1} ms |", sentence_ms);
     println!("| MiniLM, batch of {BATCH} | {:.0} ms |", batch_ms);

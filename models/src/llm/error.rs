@@ -27,9 +27,7 @@ pub enum LlmError {
         message: String,
     },
     /// The prompt leaves no room in the model's context window.
-    #[error(
-        "prompt of {prompt_tokens} tokens does not fit the context window of {max} tokens"
-    )]
+    #[error("prompt of {prompt_tokens} tokens does not fit the context window of {max} tokens")]
     ContextTooLong { prompt_tokens: usize, max: usize },
     /// The tokenizer failed to encode or decode text.
     #[error("tokenizer failed during {phase}: {message}")]

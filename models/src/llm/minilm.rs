@@ -34,7 +34,8 @@ impl MiniLm {
                 path: dir.to_path_buf(),
             });
         }
-        let [config_file, tokenizer_file, weights_file] = EMBEDDING_FILES.map(|name| dir.join(name));
+        let [config_file, tokenizer_file, weights_file] =
+            EMBEDDING_FILES.map(|name| dir.join(name));
 
         let config: Config = parse_json(&config_file)?;
         let max_tokens = max_sequence_length(dir, &config)?;
@@ -42,9 +43,9 @@ impl MiniLm {
         let mut tokenizer = Tokenizer::from_bytes(read_file(&tokenizer_file)?)
             .map_err(|e| LlmError::invalid_file(&tokenizer_file, e))?;
         let pad_id = config.pad_token_id as u32;
-        let pad_token = tokenizer
-            .id_to_token(pad_id)
-            .ok_or_else(|| LlmError::invalid_file(&tokenizer_file, format!("no token for pad id {pad_id}")))?;
+        let pad_token = tokenizer.id_to_token(pad_id).ok_or_else(|| {
+            LlmError::invalid_file(&tokenizer_file, format!("no token for pad id {pad_id}"))
+        })?;
         tokenizer.with_padding(Some(PaddingParams {
             strategy: PaddingStrategy::BatchLongest,
             pad_id,
@@ -61,8 +62,8 @@ impl MiniLm {
         let weights = read_file(&weights_file)?;
         let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| LlmError::invalid_file(&weights_file, e))?;
-        let model = BertModel::load(vb, &config)
-            .map_err(|e| LlmError::invalid_file(&weights_file, e))?;
+        let model =
+            BertModel::load(vb, &config).map_err(|e| LlmError::invalid_file(&weights_file, e))?;
 
         let name = dir
             .parent()
@@ -80,18 +81,19 @@ impl MiniLm {
         })
     }
 
-    /// The model's name: its directory's name, or the package's name for a
+    /// Returns the model's name: its directory's name, or the package's name for a
     /// sentence-transformers `model/` directory inside a package.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The length of each embedding (384 for all-MiniLM-L6-v2).
+    /// Returns the length of each embedding (384 for all-MiniLM-L6-v2).
     pub fn dims(&self) -> usize {
         self.dims
     }
 
-    /// Tokens read from each text; the rest is cut off.
+    /// Returns the maximum number of tokens read from each text. Longer
+    /// texts are truncated.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
     }
@@ -153,7 +155,8 @@ impl MiniLm {
 
 fn parse_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LlmError> {
     let bytes = read_file(path)?;
-    serde_json::from_slice(&bytes).map_err(|e| LlmError::invalid_file(path, format!("invalid JSON: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| LlmError::invalid_file(path, format!("invalid JSON: {e}")))
 }
 
 /// Reads `max_seq_length` from `sentence_bert_config.json` (256 for

@@ -116,18 +116,22 @@ impl SmolLm {
         })
     }
 
-    /// The model's name: the GGUF file name without its extension.
+    /// Returns the model's name: the GGUF file name without its extension.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The longest prompt plus generation the model accepts, in tokens.
+    /// Returns the maximum number of prompt and generated tokens together.
     pub fn context_length(&self) -> usize {
         MAX_SEQ_LEN
     }
 
     /// Counts the tokens of a prompt after the chat template is applied.
-    pub fn count_prompt_tokens(&self, prompt: &str, system: Option<&str>) -> Result<usize, LlmError> {
+    pub fn count_prompt_tokens(
+        &self,
+        prompt: &str,
+        system: Option<&str>,
+    ) -> Result<usize, LlmError> {
         Ok(self.chat_prompt(prompt, system)?.len())
     }
 
@@ -229,7 +233,11 @@ impl SmolLm {
     fn chat_prompt(&self, prompt: &str, system: Option<&str>) -> Result<Vec<u32>, LlmError> {
         let system = system.unwrap_or(DEFAULT_SYSTEM);
         let mut ids = Vec::new();
-        for (role, content) in [("system", Some(system)), ("user", Some(prompt)), ("assistant", None)] {
+        for (role, content) in [
+            ("system", Some(system)),
+            ("user", Some(prompt)),
+            ("assistant", None),
+        ] {
             ids.push(self.im_start);
             let text = match content {
                 Some(content) => format!("{role}\n{content}"),
@@ -308,12 +316,48 @@ mod tests {
     #[test]
     fn validate_names_field() {
         let cases = [
-            (GenerateOptions { max_tokens: 0, ..Default::default() }, "max_tokens"),
-            (GenerateOptions { temperature: 2.5, ..Default::default() }, "temperature"),
-            (GenerateOptions { temperature: f64::NAN, ..Default::default() }, "temperature"),
-            (GenerateOptions { top_p: Some(0.0), ..Default::default() }, "top_p"),
-            (GenerateOptions { top_p: Some(1.5), ..Default::default() }, "top_p"),
-            (GenerateOptions { stop: vec![String::new()], ..Default::default() }, "stop"),
+            (
+                GenerateOptions {
+                    max_tokens: 0,
+                    ..Default::default()
+                },
+                "max_tokens",
+            ),
+            (
+                GenerateOptions {
+                    temperature: 2.5,
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                GenerateOptions {
+                    temperature: f64::NAN,
+                    ..Default::default()
+                },
+                "temperature",
+            ),
+            (
+                GenerateOptions {
+                    top_p: Some(0.0),
+                    ..Default::default()
+                },
+                "top_p",
+            ),
+            (
+                GenerateOptions {
+                    top_p: Some(1.5),
+                    ..Default::default()
+                },
+                "top_p",
+            ),
+            (
+                GenerateOptions {
+                    stop: vec![String::new()],
+                    ..Default::default()
+                },
+                "stop",
+            ),
         ];
         for (options, expected) in cases {
             match validate(&options) {

@@ -136,7 +136,9 @@ fn generation_respects_max_tokens() {
 fn prompt_tokens_follow_chat_template() {
     let model = smollm();
     let without_system = model.count_prompt_tokens("Hello", Some("")).unwrap();
-    let with_system = model.count_prompt_tokens("Hello", Some("Be brief.")).unwrap();
+    let with_system = model
+        .count_prompt_tokens("Hello", Some("Be brief."))
+        .unwrap();
     // `<|im_start|>system\n<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n`
     // is 15 tokens in llama.cpp 0.3.36's tokenizer for this file:
     // [1, 9690, 198, 2, 198, 1, 4093, 198, 19556, 2, 198, 1, 520, 9531, 198].
@@ -144,7 +146,9 @@ fn prompt_tokens_follow_chat_template() {
     // "Be brief." is three tokens: "Be", " brief", ".".
     assert_eq!(with_system, without_system + 3);
 
-    let generated = model.generate("Hello", Some("Be brief."), &greedy(3)).unwrap();
+    let generated = model
+        .generate("Hello", Some("Be brief."), &greedy(3))
+        .unwrap();
     assert_eq!(generated.prompt_tokens, with_system);
 }
 
@@ -200,13 +204,21 @@ fn overlong_prompt_is_rejected() {
 #[test]
 fn embeddings_have_unit_norm_and_384_dims() {
     let model = minilm();
-    let texts = ["A cat sits on the mat.", "", "Quarterly revenue grew by 12%."];
+    let texts = [
+        "A cat sits on the mat.",
+        "",
+        "Quarterly revenue grew by 12%.",
+    ];
     let embeddings = model.embed(&texts).unwrap();
     assert_eq!(model.dims(), 384);
     assert_eq!(embeddings.len(), texts.len());
     for embedding in &embeddings {
         assert_eq!(embedding.len(), 384);
-        assert!((norm(embedding) - 1.0).abs() < 1e-4, "norm {}", norm(embedding));
+        assert!(
+            (norm(embedding) - 1.0).abs() < 1e-4,
+            "norm {}",
+            norm(embedding)
+        );
     }
 }
 
@@ -222,7 +234,10 @@ fn similar_sentences_score_higher() {
         .unwrap();
     let similar = cosine(&embeddings[0], &embeddings[1]);
     let unrelated = cosine(&embeddings[0], &embeddings[2]);
-    assert!(similar > unrelated, "similar {similar} <= unrelated {unrelated}");
+    assert!(
+        similar > unrelated,
+        "similar {similar} <= unrelated {unrelated}"
+    );
     assert!(similar > 0.5, "similar {similar}");
 }
 
@@ -230,7 +245,12 @@ fn similar_sentences_score_higher() {
 fn batching_does_not_change_embeddings() {
     let model = minilm();
     let texts: Vec<String> = (0..40)
-        .map(|i| format!("Sentence number {i} is {} words long.", "very ".repeat(i % 7)))
+        .map(|i| {
+            format!(
+                "Sentence number {i} is {} words long.",
+                "very ".repeat(i % 7)
+            )
+        })
         .collect();
     let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
     let batched = model.embed(&texts).unwrap();
