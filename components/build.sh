@@ -10,8 +10,14 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
     rustup target add wasm32-wasip2
 fi
 
+# Each argument is a directory under components/. Its package may have a
+# longer name (components/content holds copycar-content) while the library,
+# and so the Wasm file, keeps the directory's name.
 packages=""
-for crate in "$@"; do packages="$packages -p $crate"; done
+for crate in "$@"; do
+    package=$(sed -n 's/^name = "\(.*\)"$/\1/p' "components/$crate/Cargo.toml" | head -n 1)
+    packages="$packages -p ${package:-$crate}"
+done
 # shellcheck disable=SC2086 # one -p flag per crate
 cargo build --release --target wasm32-wasip2 $packages
 

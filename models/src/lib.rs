@@ -18,18 +18,26 @@
 //!    fields that moved the prediction most. A value the pipeline cannot
 //!    encode is a [`ModelError::InvalidFeature`] that names the field.
 //!
+//! The [`send_time`] module holds the send-time model, learned from the
+//! event log, which is stored in the same registry layout.
+//!
 //! Everything runs on the CPU and is deterministic for a given seed.
+//!
+//! The [`llm`] module runs the local language models: SmolLM2 for text and
+//! all-MiniLM-L6-v2 for embeddings.
 
 mod bank;
 mod calibration;
 mod data;
 mod error;
 mod features;
+pub mod llm;
 mod metrics;
 mod model;
 mod network;
 mod registry;
 mod schema;
+pub mod send_time;
 mod split;
 mod train;
 mod workflow;

@@ -20,7 +20,7 @@ use crate::train::{TrainConfig, TrainSummary};
 
 const WEIGHTS_FILE: &str = "model.safetensors";
 const PIPELINE_FILE: &str = "pipeline.json";
-const CARD_FILE: &str = "card.json";
+pub(crate) const CARD_FILE: &str = "card.json";
 /// Names the promoted version; without it the newest version is active.
 const ACTIVE_FILE: &str = "ACTIVE";
 
@@ -163,13 +163,32 @@ impl Registry {
         model: &ResponseRateModel,
         mut card: ModelCard,
     ) -> Result<String, ModelError> {
+        self.save_version(|staging, version| {
+            card.version = version.to_owned();
+            model.weights().save(&staging.join(WEIGHTS_FILE))?;
+            let pipeline = PipelineFile {
+                pipeline: model.pipeline().clone(),
+                architecture: model.architecture(),
+                calibration: model.calibration(),
+            };
+            write_json(&staging.join(PIPELINE_FILE), &pipeline)?;
+            write_json(&staging.join(CARD_FILE), &card)
+        })
+    }
+
+    /// Creates the next version directory through a staging directory:
+    /// `write` fills the staging directory, given the new version's name,
+    /// and must write a `card.json`. Returns the version's name.
+    pub(crate) fn save_version(
+        &self,
+        write: impl FnOnce(&Path, &str) -> Result<(), ModelError>,
+    ) -> Result<String, ModelError> {
         let next = self
             .versions()?
             .last()
             .and_then(|v| v[1..].parse::<u64>().ok())
             .map_or(1, |n| n + 1);
         let version = format!("v{next}");
-        card.version = version.clone();
 
         std::fs::create_dir_all(&self.root).map_err(|e| ModelError::io("create", &self.root, e))?;
         let staging = self.root.join(format!(".staging-{version}"));
@@ -177,19 +196,24 @@ impl Registry {
             std::fs::remove_dir_all(&staging).map_err(|e| ModelError::io("remove", &staging, e))?;
         }
         std::fs::create_dir(&staging).map_err(|e| ModelError::io("create", &staging, e))?;
-
-        model.weights().save(&staging.join(WEIGHTS_FILE))?;
-        let pipeline = PipelineFile {
-            pipeline: model.pipeline().clone(),
-            architecture: model.architecture(),
-            calibration: model.calibration(),
-        };
-        write_json(&staging.join(PIPELINE_FILE), &pipeline)?;
-        write_json(&staging.join(CARD_FILE), &card)?;
+        write(&staging, &version)?;
 
         let target = self.root.join(&version);
         std::fs::rename(&staging, &target).map_err(|e| ModelError::io("rename", &staging, e))?;
         Ok(version)
+    }
+
+    /// Returns the directory of a stored version, or
+    /// [`ModelError::VersionNotFound`].
+    pub(crate) fn version_dir(&self, version: &str) -> Result<PathBuf, ModelError> {
+        let directory = self.root.join(version);
+        if version.contains(['/', '\\']) || !directory.join(CARD_FILE).is_file() {
+            return Err(ModelError::VersionNotFound {
+                version: version.to_owned(),
+                root: self.root.clone(),
+            });
+        }
+        Ok(directory)
     }
 
     /// The version in service: the one named in the `ACTIVE` file, or the
@@ -230,13 +254,7 @@ impl Registry {
 
     /// Loads a stored version and its card.
     pub fn load(&self, version: &str) -> Result<(ResponseRateModel, ModelCard), ModelError> {
-        let directory = self.root.join(version);
-        if version.contains(['/', '\\']) || !directory.join(CARD_FILE).is_file() {
-            return Err(ModelError::VersionNotFound {
-                version: version.to_owned(),
-                root: self.root.clone(),
-            });
-        }
+        let directory = self.version_dir(version)?;
         let card: ModelCard = read_json(&directory.join(CARD_FILE))?;
         let stored: PipelineFile = read_json(&directory.join(PIPELINE_FILE))?;
         let weights = Weights::load(
@@ -254,7 +272,7 @@ impl Registry {
     }
 }
 
-fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ModelError> {
+pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ModelError> {
     let mut text = serde_json::to_string_pretty(value).map_err(|source| ModelError::Json {
         path: path.to_path_buf(),
         source,
@@ -263,7 +281,7 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<(), ModelError> {
     std::fs::write(path, text).map_err(|e| ModelError::io("write", path, e))
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ModelError> {
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T, ModelError> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io("read", path, e))?;
     serde_json::from_str(&text).map_err(|source| ModelError::Json {
         path: path.to_path_buf(),

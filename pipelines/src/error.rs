@@ -36,6 +36,11 @@ pub enum LogError {
         path.display()
     )]
     Failed { path: PathBuf },
+    #[error(
+        "event log in {} was opened read-only and accepts no writes",
+        path.display()
+    )]
+    ReadOnly { path: PathBuf },
 }
 
 impl LogError {

@@ -50,7 +50,9 @@ pub struct EventLog {
 struct State {
     /// Oldest first; the last one is the active segment.
     segments: Vec<Segment>,
-    active: File,
+    /// The active segment opened for appending; `None` when the log was
+    /// opened read-only.
+    active: Option<File>,
     index: HashMap<(String, String), u64>,
     /// Set when a failed write could not be rolled back.
     failed: bool,
@@ -63,7 +65,28 @@ impl EventLog {
     pub fn open(dir: impl AsRef<Path>, options: LogOptions) -> Result<Self, LogError> {
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| LogError::io("create", &dir, e))?;
+        Self::open_with(dir, options, true)
+    }
 
+    /// Opens an existing log in `dir` for reading only, so another process
+    /// may keep appending to it.
+    ///
+    /// Nothing is created or truncated. A torn tail of the last segment,
+    /// which may be a batch that a writer has not finished, ends the readable
+    /// events; [`EventLog::append_batch`] returns [`LogError::ReadOnly`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, LogError> {
+        let dir = dir.as_ref().to_path_buf();
+        if !dir.is_dir() {
+            return Err(LogError::io(
+                "open",
+                &dir,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        Self::open_with(dir, LogOptions::default(), false)
+    }
+
+    fn open_with(dir: PathBuf, options: LogOptions, writable: bool) -> Result<Self, LogError> {
         let bases = segment::list_segments(&dir)?;
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
         let mut index = HashMap::new();
@@ -89,7 +112,7 @@ impl EventLog {
                     position: scan.segment.size,
                 });
             }
-            if scan.torn_tail {
+            if scan.torn_tail && writable {
                 truncate(&scan.segment.path, scan.segment.size)?;
             }
             for (tenant, event_id, offset) in scan.ids {
@@ -101,7 +124,11 @@ impl EventLog {
         if segments.is_empty() {
             segments.push(Segment::empty(&dir, 0));
         }
-        let active = open_for_append(&dir, segments.last().unwrap())?;
+        let active = if writable {
+            Some(open_for_append(&dir, segments.last().unwrap())?)
+        } else {
+            None
+        };
         Ok(EventLog {
             dir,
             options,
@@ -142,6 +169,11 @@ impl EventLog {
     /// failure fails the whole batch and acknowledges none of it.
     pub fn append_batch(&self, events: Vec<Event>) -> Result<Vec<ItemResult>, LogError> {
         let mut state = self.lock();
+        if state.active.is_none() {
+            return Err(LogError::ReadOnly {
+                path: self.dir.clone(),
+            });
+        }
         if state.failed {
             return Err(LogError::Failed {
                 path: self.dir.clone(),
@@ -317,7 +349,7 @@ impl EventLog {
     fn roll(&self, state: &mut State, base_offset: u64) -> Result<(), LogError> {
         let segment = Segment::empty(&self.dir, base_offset);
         let active = open_for_append(&self.dir, &segment)?;
-        state.active = active;
+        state.active = Some(active);
         state.segments.push(segment);
         Ok(())
     }
@@ -326,15 +358,15 @@ impl EventLog {
     /// file is cut back to its previous length so no partial batch stays.
     fn write_synced(&self, state: &mut State, buffer: &[u8]) -> Result<(), LogError> {
         let segment = state.segments.last().unwrap();
-        let written = state
+        let active = state
             .active
-            .write_all(buffer)
-            .and_then(|()| state.active.sync_data());
+            .as_mut()
+            .expect("append_batch rejects writes to a read-only log");
+        let written = active.write_all(buffer).and_then(|()| active.sync_data());
         if let Err(error) = written {
-            let rolled_back = state
-                .active
+            let rolled_back = active
                 .set_len(segment.size)
-                .and_then(|()| state.active.sync_data());
+                .and_then(|()| active.sync_data());
             if rolled_back.is_err() {
                 state.failed = true;
             }

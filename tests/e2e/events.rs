@@ -113,14 +113,16 @@ async fn events_survive_kill_per_tenant() {
     let host = Host::start_with(&app_manifest(), options);
     let (status, body) = read(&host, &a.access, "?from=0&limit=10").await;
     assert_eq!(status, 200, "{body}");
-    let ids: Vec<&str> = body["events"]
-        .as_array()
-        .unwrap()
+    // Registration's audit record comes first; the test's events follow.
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events[0]["type"], "audit");
+    let ids: Vec<&str> = events[1..]
         .iter()
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["a-0", "a-1", "a-2"]);
-    let (_, page) = read(&host, &a.access, "?from=0&limit=2").await;
+    let first = &events[1]["offset"];
+    let (_, page) = read(&host, &a.access, &format!("?from={first}&limit=2")).await;
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     let (_, rest) = read(&host, &a.access, &format!("?from={}", page["next_offset"])).await;
     assert_eq!(rest["events"][0]["event_id"], "a-2");
@@ -129,6 +131,7 @@ async fn events_survive_kill_per_tenant() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|e| e["type"] != "audit")
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, ["b-0"]);
@@ -146,4 +149,38 @@ async fn full_batch_of_a_thousand_is_accepted() {
     let (status, body) = post(&host, &account.access, Value::Array(events)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 1000);
+}
+
+#[tokio::test]
+async fn audit_records_reach_the_event_log() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let account = register(&host, "audited@example.com", "Audited").await;
+    let other = register(&host, "other@example.com", "Other").await;
+    let login = client()
+        .post(host.url("/api/v1/auth/login"))
+        .json(&json!({"email": "audited@example.com", "password": crate::auth::PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+
+    let (status, body) = read(&host, &account.access, "").await;
+    assert_eq!(status, 200, "{body}");
+    let actions: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["type"] == "audit")
+        .map(|e| e["properties"]["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["register", "login"], "{body}");
+    let first = &body["events"][0];
+    assert!(first["event_id"].as_str().unwrap().starts_with("audit-"));
+    assert_eq!(first["properties"]["actor"], account.user_id);
+
+    // The other tenant's log holds only its own registration.
+    let (_, theirs) = read(&host, &other.access, "").await;
+    let events = theirs["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{theirs}");
+    assert_eq!(events[0]["properties"]["actor"], other.user_id);
 }

@@ -23,7 +23,7 @@ pub fn wasm(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let status = Command::new("sh")
             .arg(root.join("components/build.sh"))
-            .args(["health", "hello", "probe", "auth", "predict", "events"])
+            .args(["health", "hello", "probe", "auth", "predict", "events", "content"])
             .current_dir(&root)
             .status()
             .expect("failed to run components/build.sh");
@@ -395,4 +395,156 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// One canned answer of a [`SiteServer`].
+#[derive(Clone)]
+pub struct Page {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Page {
+    pub fn html(body: impl Into<String>) -> Page {
+        Page {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    pub fn redirect(to: &str) -> Page {
+        Page {
+            status: 302,
+            content_type: "text/plain",
+            headers: vec![("location".into(), to.into())],
+            body: String::new(),
+        }
+    }
+}
+
+/// A small web server on 127.0.0.1 that serves company pages by path and
+/// records each request's path and user agent. Unknown paths get a 404. It
+/// runs until dropped.
+pub struct SiteServer {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<(String, String)>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl SiteServer {
+    pub fn start(pages: std::collections::HashMap<String, Page>) -> SiteServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen, stop2) = (requests.clone(), stop.clone());
+        let pages = Arc::new(pages);
+        std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let (seen, pages) = (seen.clone(), pages.clone());
+                        std::thread::spawn(move || serve_page(stream, &pages, &seen));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        SiteServer {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    /// The paths requested so far.
+    pub fn paths(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+}
+
+impl Drop for SiteServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn serve_page(
+    mut stream: TcpStream,
+    pages: &std::collections::HashMap<String, Page>,
+    seen: &Mutex<Vec<(String, String)>>,
+) {
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).to_string();
+    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let agent = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("user-agent")
+                .then(|| value.trim().to_string())
+        })
+        .unwrap_or_default();
+    seen.lock().unwrap().push((path.clone(), agent));
+    let not_found = Page {
+        status: 404,
+        content_type: "text/plain",
+        headers: Vec::new(),
+        body: "not found".into(),
+    };
+    let page = pages.get(&path).unwrap_or(&not_found);
+    let mut extra = String::new();
+    for (name, value) in &page.headers {
+        extra.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let response = format!(
+        "HTTP/1.1 {} X\r\ncontent-type: {}\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{}",
+        page.status,
+        page.content_type,
+        page.body.len(),
+        page.body
+    );
+    let _ = stream.write_all(response.as_bytes());
+}
+
+/// The shipped app with account research pointed at a local site server:
+/// `site_url_template` becomes `http://ADDR/{domain}/` and the accounts
+/// component may reach that address.
+pub fn app_with_sites(sites: &SiteServer) -> (String, HostOptions) {
+    let origin = format!("http://{}", sites.addr);
+    let manifest = app_manifest().replace(
+        r#"allowed_outbound_hosts = ["https://*", "http://*", "{{ llm_url }}", "{{ vectors_url }}"]"#,
+        &format!(r#"allowed_outbound_hosts = ["https://*", "http://*", "{origin}", "{{{{ llm_url }}}}", "{{{{ vectors_url }}}}"]"#),
+    );
+    assert!(
+        manifest.contains(&origin),
+        "the accounts entry in spin.toml changed"
+    );
+    let mut options = app_options();
+    options.env.push((
+        "SPIN_VARIABLE_SITE_URL_TEMPLATE".into(),
+        format!("{origin}/{{domain}}/"),
+    ));
+    (manifest, options)
 }

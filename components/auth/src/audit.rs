@@ -1,10 +1,29 @@
 //! Audit records of logins, failed logins, key creation and revocation.
+//!
+//! Each record is stored in the key-value store (for `GET /audit`) and,
+//! once the request's response is ready, published to the event log as an
+//! `audit` event with the record's id as its event id, so the streaming
+//! pipelines and the history see it too.
 
 use copycar_guest::http::{ApiError, header};
+use copycar_guest::service::Service;
 use copycar_guest::store::Kv;
 use copycar_identity::records::{AuditRecord, keys};
 use copycar_identity::{now_unix, random_id};
-use spin_sdk::http::Request;
+use serde_json::json;
+use spin_sdk::http::{Method, Request};
+use std::cell::RefCell;
+
+const EVENT_LOG: Service = Service {
+    url_variable: "events_url",
+    default_url: "http://events.copycar.internal",
+    name: "event log",
+};
+
+thread_local! {
+    /// Records of the current request, waiting to be published.
+    static PENDING: RefCell<Vec<AuditRecord>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Stores one audit record. A failure to store is logged, never fatal to
 /// the request it describes.
@@ -29,7 +48,9 @@ pub fn record(
             client_addr: header(request, "spin-client-addr").map(str::to_string),
             request_id: header(request, "x-request-id").map(str::to_string),
         };
-        kv.put(&keys::audit(tenant_id, at, &id), &record)
+        kv.put(&keys::audit(tenant_id, at, &id), &record)?;
+        PENDING.with(|pending| pending.borrow_mut().push(record));
+        Ok(())
     })();
     match result {
         Ok(()) => eprintln!(
@@ -53,4 +74,46 @@ pub fn list(kv: &Kv, tenant_id: &str, limit: usize) -> Result<Vec<AuditRecord>, 
         }
     }
     Ok(records)
+}
+
+/// Publishes the request's audit records to the event log, one batch per
+/// tenant. A failure is logged: the records stay in the key-value store.
+pub async fn publish() {
+    let records = PENDING.with(|pending| std::mem::take(&mut *pending.borrow_mut()));
+    let mut tenants: Vec<&str> = records.iter().map(|r| r.tenant_id.as_str()).collect();
+    tenants.sort_unstable();
+    tenants.dedup();
+    for tenant in tenants {
+        let events: Vec<_> = records
+            .iter()
+            .filter(|r| r.tenant_id == tenant)
+            .map(|r| {
+                json!({
+                    "type": "audit",
+                    "event_id": format!("audit-{}", r.id),
+                    "occurred_at": r.at * 1000,
+                    "properties": {
+                        "action": r.action,
+                        "actor": r.actor,
+                        "subject": r.subject,
+                        "request_id": r.request_id,
+                    },
+                })
+            })
+            .collect();
+        let body = json!({"tenant": tenant, "events": events});
+        match EVENT_LOG
+            .call(Method::Post, "/v1/events", body.to_string().into_bytes())
+            .await
+        {
+            Ok((200, _)) => {}
+            Ok((status, reply)) => {
+                eprintln!("auth: audit events not published for tenant {tenant}: {status} {reply}")
+            }
+            Err(e) => eprintln!(
+                "auth: audit events not published for tenant {tenant}: {}",
+                e.message
+            ),
+        }
+    }
 }

@@ -36,6 +36,7 @@ use spin_sdk::http_component;
 #[http_component]
 async fn handle(request: Request) -> Response {
     let result = route(&request).await;
+    audit::publish().await;
     copycar_guest::http::finish("auth", &request, result)
 }
 

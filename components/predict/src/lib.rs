@@ -5,16 +5,21 @@
 //! |---|---|
 //! | `POST /response-rate` | `{"records": [{field: value}]}`, 1 to 1,000 records: a probability, an uncertainty and the top factors for each |
 //! | `GET /response-rate` | the model version in service and its test scores |
+//! | `POST /send-time` | `{"recipients": [{"recipient"?, "channel"?, "segment"?, "utc_offset_minutes"?}], "top_k"?, "objective"?: "open" or "reply"}`, 1 to 1,000 items: the best hours of the week for each, with probabilities, an interval, the effective sample size and the level that produced the estimate |
+//! | `GET /send-time` | the caller's send-time model version, its data range and holdout lift |
+//!
+//! Send-time models are per tenant; the tenant always comes from the
+//! caller's credentials.
 //!
 //! The model runs in the host's data plane at `models.copycar.internal`. On
 //! Spin, the `models_url` variable points at it. This component checks the
 //! caller and the request shape and passes the work on.
 
 use copycar_guest::caller::authenticate;
-use copycar_guest::http::{ApiError, ApiResult, header, json_response};
+use copycar_guest::http::{ApiError, ApiResult, header, json_body_up_to, json_response};
 use copycar_guest::service::Service;
 use copycar_guest::store::Kv;
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -43,7 +48,9 @@ async fn route(request: &Request) -> ApiResult {
     match (path.as_str(), request.method()) {
         ("/response-rate", Method::Post) => predict(request, &caller.tenant_id).await,
         ("/response-rate", Method::Get) => model_info().await,
-        ("/response-rate", method) => Err(ApiError::new(
+        ("/send-time", Method::Post) => predict_send_time(request, &caller.tenant_id).await,
+        ("/send-time", Method::Get) => send_time_info(&caller.tenant_id).await,
+        ("/response-rate" | "/send-time", method) => Err(ApiError::new(
             405,
             format!("method {method} is not allowed on {path}"),
         )),
@@ -98,6 +105,53 @@ async fn model_info() -> ApiResult {
             "features": card["features"]["fields"].as_array().map(|fields| {
                 fields.iter().map(|f| f["name"].clone()).collect::<Vec<_>>()
             }),
+        }),
+    ))
+}
+
+async fn predict_send_time(request: &Request, tenant_id: &str) -> ApiResult {
+    let mut body: Map<String, Value> = json_body_up_to(request, MAX_BODY_BYTES)?;
+    if body.contains_key("tenant") {
+        return Err(ApiError::bad_field(
+            "tenant",
+            "remove `tenant`: the tenant comes from the credentials",
+        ));
+    }
+    body.insert("tenant".into(), json!(tenant_id));
+    let (status, reply) = MODELS
+        .call(
+            Method::Post,
+            "/v1/send-time/predict",
+            Value::Object(body).to_string().into_bytes(),
+        )
+        .await?;
+    if status == 200 {
+        eprintln!("predict: tenant={tenant_id} ranked send times");
+    }
+    Ok(json_response(status, reply))
+}
+
+async fn send_time_info(tenant_id: &str) -> ApiResult {
+    let (status, body) = MODELS
+        .call(
+            Method::Get,
+            &format!("/v1/send-time?tenant={tenant_id}"),
+            Vec::new(),
+        )
+        .await?;
+    if status != 200 {
+        return Ok(json_response(status, body));
+    }
+    let card = &body["card"];
+    Ok(json_response(
+        200,
+        json!({
+            "name": "send-time",
+            "version": body["version"],
+            "created_at": card["created_at"],
+            "data": card["data"]["range"],
+            "split": card["split"],
+            "holdout": card["holdout"],
         }),
     ))
 }

@@ -4,9 +4,14 @@
 mod build;
 mod events_service;
 mod llm_service;
+mod models;
 mod models_service;
+mod outreach;
+mod send_time_service;
 mod train;
+mod train_send_time;
 mod up;
+mod vectors_service;
 
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -32,6 +37,8 @@ enum Command {
     Train(train::TrainArgs),
     /// List or promote stored model versions.
     Models(train::ModelsArgs),
+    /// Research the companies in a CSV file and write copy for each.
+    Outreach(outreach::OutreachArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +78,7 @@ fn run() -> anyhow::Result<()> {
         Command::Build(args) => build::run(args),
         Command::Train(args) => train::run_train(args),
         Command::Models(args) => train::run_models(args),
+        Command::Outreach(args) => outreach::run(args),
     }
 }
 

@@ -1,5 +1,5 @@
-//! `models.copycar.internal`: the response-rate model served in-process to
-//! components.
+//! `models.copycar.internal`: the response-rate and send-time models served
+//! in-process to components.
 //!
 //! - `GET /v1/response-rate`: the active version and its card.
 //! - `POST /v1/response-rate/predict` with `{"records": [{field: value}]}`
@@ -7,7 +7,10 @@
 //!   top factors. A value the model cannot encode gives 400 naming the
 //!   field and the record index.
 //!
-//! The model loads at start-up and again whenever the registry's active
+//! - `/v1/send-time...`: per-tenant send-time models, described in
+//!   [`crate::send_time_service`].
+//!
+//! The models load at start-up and again whenever a registry's active
 //! version changes (`copycar models promote`), without a restart.
 
 use bytes::Bytes;
@@ -16,6 +19,8 @@ use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
 use serde_json::{Value, json};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use crate::send_time_service::SendTimeModels;
 
 const MAX_RECORDS: usize = 1000;
 /// How often the registry is checked for a newly promoted version.
@@ -32,23 +37,31 @@ struct Loaded {
 pub(crate) struct ModelsService {
     registry: Registry,
     current: Arc<RwLock<Option<Loaded>>>,
+    send_time: SendTimeModels,
 }
 
 impl ModelsService {
-    /// Loads the active version, if the registry has one, and starts the
-    /// task that reloads on promotion.
-    pub fn start(registry: Registry) -> ModelsService {
+    /// Loads the active versions, if the registries have them, and starts
+    /// the task that reloads on promotion. `send_time` is the folder of the
+    /// per-tenant send-time registries.
+    pub fn start(registry: Registry, send_time: std::path::PathBuf) -> ModelsService {
         let service = ModelsService {
             registry,
             current: Arc::new(RwLock::new(None)),
+            send_time: SendTimeModels::new(send_time),
         };
         service.reload();
+        service.send_time.reload();
         let watcher = service.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RELOAD_INTERVAL).await;
                 let watcher = watcher.clone();
-                let _ = tokio::task::spawn_blocking(move || watcher.reload()).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    watcher.reload();
+                    watcher.send_time.reload();
+                })
+                .await;
             }
         });
         service
@@ -119,6 +132,13 @@ impl InternalService for ModelsService {
         Box::pin(async move {
             let (parts, body) = request.request.into_parts();
             let path = parts.uri.path().trim_end_matches('/');
+            if path.starts_with("/v1/send-time") {
+                let (status, body) = service
+                    .send_time
+                    .handle(parts.method.as_str(), path, parts.uri.query(), &body)
+                    .await;
+                return reply(status, body);
+            }
             if path != "/v1/response-rate" && path != "/v1/response-rate/predict" {
                 return reply(
                     404,

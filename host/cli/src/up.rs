@@ -87,9 +87,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             .join("models/registry")
     });
     let mut services = ServiceRegistry::default();
-    let models = crate::models_service::ModelsService::start(copycar_models::Registry::open(
-        models_dir.join("response-rate"),
-    ));
+    let models = crate::models_service::ModelsService::start(
+        copycar_models::Registry::open(models_dir.join("response-rate")),
+        models_dir.join("send-time"),
+    );
     services.register("models", models);
     let events_dir = data_dir.join("events");
     let events = tokio::task::block_in_place(|| {
@@ -102,6 +103,12 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         )
     })?;
     services.register("events", crate::events_service::EventsService::new(events));
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", data_dir.display()))?;
+    let vectors = tokio::task::block_in_place(|| {
+        crate::vectors_service::VectorsService::open(&data_dir.join("vectors.redb"))
+    })?;
+    services.register("vectors", vectors);
 
     // NOTE: no local models are registered yet, so providers of kind
     // `local` are listed as unavailable until candle implementations of

@@ -1,6 +1,7 @@
 //! Integration tests: training on a slice of the real bank marketing data,
-//! prediction and the registry.
+//! prediction and the registry, and the local language models.
 
+mod llm;
 mod registry;
 mod training;
 

@@ -379,3 +379,36 @@ fn damaged_last_record_is_treated_as_torn() {
     let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
     assert_eq!(log.next_offset(), 2);
 }
+
+#[test]
+fn read_only_open_keeps_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    writer.append_batch(ids(0..3)).unwrap();
+    let path = segment::segment_path(dir.path(), 0);
+
+    // Half of a fourth record, as a writer in the middle of a batch leaves it.
+    let mut frame = Vec::new();
+    record::encode(3, &event("acme", Some("half")), &mut frame);
+    let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+    file.write_all(&frame[..frame.len() / 2]).unwrap();
+    drop(file);
+    let torn_len = fs::metadata(&path).unwrap().len();
+
+    let reader = EventLog::open_read_only(dir.path()).unwrap();
+    assert_eq!(reader.next_offset(), 3);
+    assert_eq!(reader.read_from(0, 10).unwrap().len(), 3);
+    assert_eq!(fs::metadata(&path).unwrap().len(), torn_len);
+    assert!(matches!(
+        reader.append_batch(ids(10..11)),
+        Err(LogError::ReadOnly { .. })
+    ));
+}
+
+#[test]
+fn read_only_open_of_missing_dir_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("events");
+    assert!(EventLog::open_read_only(&missing).is_err());
+    assert!(!missing.exists());
+}
