@@ -4,6 +4,7 @@
 mod build;
 mod events_service;
 mod llm_service;
+mod local_models;
 mod models;
 mod models_service;
 mod outreach;

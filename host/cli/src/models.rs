@@ -83,7 +83,10 @@ fn pinned_versions_installed(target: &Path) -> bool {
 
 fn report(files: &LocalModelFiles) {
     if let Some(text) = &files.text {
-        println!("Text model (SmolLM2-135M-Instruct, GGUF): {}", text.display());
+        println!(
+            "Text model (SmolLM2-135M-Instruct, GGUF): {}",
+            text.display()
+        );
     }
     if let Some(embeddings) = &files.embeddings {
         println!(

@@ -3,7 +3,7 @@
 use clap::Args;
 use copycar_manifest::App;
 use copycar_runtime::{
-    LlmRouter, LocalModels, Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection,
+    LlmRouter, Runtime, RuntimeConfig, RuntimeOptions, SandboxLimits, SandboxSection,
     ServiceRegistry,
 };
 use std::net::SocketAddr;
@@ -110,10 +110,8 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     })?;
     services.register("vectors", vectors);
 
-    // NOTE: no local models are registered yet, so providers of kind
-    // `local` are listed as unavailable until candle implementations of
-    // `LocalTextModel` and `LocalEmbedder` are added here.
-    let local_models = LocalModels::default();
+    // Loading the local models reads a few hundred MB when installed.
+    let local_models = tokio::task::block_in_place(|| crate::local_models::load(&models_dir));
     let llm = Arc::new(LlmRouter::new(
         runtime_config.llm.clone(),
         local_models,
