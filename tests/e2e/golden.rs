@@ -96,7 +96,10 @@ async fn golden_companies_get_sourced_profiles_and_passing_emails() {
     assert!(companies.len() >= 30);
     let mut pages = HashMap::new();
     for company in companies.iter().step_by(2) {
-        pages.insert(format!("/{}/", company.domain), Page::html(page_for(company)));
+        pages.insert(
+            format!("/{}/", company.domain),
+            Page::html(page_for(company)),
+        );
     }
     let sites = SiteServer::start(pages);
     let (manifest, options) = app_with_sites(&sites);
@@ -114,11 +117,20 @@ async fn golden_companies_get_sourced_profiles_and_passing_emails() {
         .await;
         assert_eq!(status, 200, "{}: {reply}", company.domain);
         let profile = &reply["profile"];
-        let page = format!("http://{}/{}/", sites.addr, profile["domain"].as_str().unwrap());
+        let page = format!(
+            "http://{}/{}/",
+            sites.addr,
+            profile["domain"].as_str().unwrap()
+        );
         if profile["research"] == "fetched" {
             fetched += 1;
         } else {
-            assert!(profile["research_note"].as_str().unwrap().contains("known facts"));
+            assert!(
+                profile["research_note"]
+                    .as_str()
+                    .unwrap()
+                    .contains("known facts")
+            );
         }
         let facts: HashMap<&str, &Value> = profile["facts"]
             .as_array()
@@ -148,7 +160,11 @@ async fn golden_companies_get_sourced_profiles_and_passing_emails() {
         .await;
         assert_eq!(status, 200, "{}: {written}", company.domain);
         let engine = written["engine"].as_str().unwrap_or_default();
-        assert!(engine == "template" || engine == "llm", "{}: engine {engine}", company.domain);
+        assert!(
+            engine == "template" || engine == "llm",
+            "{}: engine {engine}",
+            company.domain
+        );
 
         // Every cited fact is in the profile, with the same value and source.
         for used in written["facts_used"].as_array().unwrap() {
@@ -159,22 +175,55 @@ async fn golden_companies_get_sourced_profiles_and_passing_emails() {
             assert_eq!(used["value"], fact["value"], "{}", company.domain);
             assert_eq!(used["source"], fact["source"], "{}", company.domain);
         }
-        assert!(!written["facts_used"].as_array().unwrap().is_empty(), "{}: no fact used", company.domain);
+        assert!(
+            !written["facts_used"].as_array().unwrap().is_empty(),
+            "{}: no fact used",
+            company.domain
+        );
 
         let mut text = String::new();
         all_text(&written["content"], &mut text);
-        for marker in ["{{", "}}", "[FIRST", "[COMPANY", "[NAME", "<name>", "TODO", "lorem"] {
-            assert!(!text.contains(marker), "{}: placeholder {marker} left in {text}", company.domain);
+        for marker in [
+            "{{", "}}", "[FIRST", "[COMPANY", "[NAME", "<name>", "TODO", "lorem",
+        ] {
+            assert!(
+                !text.contains(marker),
+                "{}: placeholder {marker} left in {text}",
+                company.domain
+            );
         }
         let subject = written["content"]["subject"].as_str().unwrap();
-        assert!((1..=78).contains(&subject.chars().count()), "{}: subject {subject:?}", company.domain);
-        let words = written["content"]["body"].as_str().unwrap().split_whitespace().count();
-        assert!((40..=220).contains(&words), "{}: body of {words} words", company.domain);
+        assert!(
+            (1..=78).contains(&subject.chars().count()),
+            "{}: subject {subject:?}",
+            company.domain
+        );
+        let words = written["content"]["body"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .count();
+        assert!(
+            (40..=220).contains(&words),
+            "{}: body of {words} words",
+            company.domain
+        );
 
         let quality = &written["quality"];
         let score = quality["score"].as_f64().unwrap();
-        assert!(score >= 0.8, "{}: score {score} in {quality}", company.domain);
-        assert!(quality["criteria"].as_array().unwrap().len() >= 8, "{quality}");
+        assert!(
+            score >= 0.8,
+            "{}: score {score} in {quality}",
+            company.domain
+        );
+        assert!(
+            quality["criteria"].as_array().unwrap().len() >= 8,
+            "{quality}"
+        );
     }
-    assert_eq!(fetched, companies.len().div_ceil(2), "every served site was read");
+    assert_eq!(
+        fetched,
+        companies.len().div_ceil(2),
+        "every served site was read"
+    );
 }

@@ -23,7 +23,9 @@ pub fn wasm(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let status = Command::new("sh")
             .arg(root.join("components/build.sh"))
-            .args(["health", "hello", "probe", "auth", "predict", "events", "content"])
+            .args([
+                "health", "hello", "probe", "auth", "predict", "events", "content",
+            ])
             .current_dir(&root)
             .status()
             .expect("failed to run components/build.sh");

@@ -4,7 +4,7 @@
 mod build;
 mod events_service;
 mod llm_service;
-mod local_llm;
+mod local_models;
 mod models;
 mod models_service;
 mod outreach;

@@ -86,15 +86,17 @@ pub(crate) fn run(args: OutreachArgs) -> anyhow::Result<()> {
     }
     let companies = read_companies(&args.accounts, args.skip, args.limit)?;
     if companies.is_empty() {
-        bail!("{} has no companies after skipping {}", args.accounts.display(), args.skip);
+        bail!(
+            "{} has no companies after skipping {}",
+            args.accounts.display(),
+            args.skip
+        );
     }
     let manifest = crate::manifest_path(&args.from);
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        manifest
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join(".copycar")
-    });
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| manifest.parent().unwrap_or(Path::new(".")).join(".copycar"));
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
     let out_path = args
@@ -107,7 +109,11 @@ pub(crate) fn run(args: OutreachArgs) -> anyhow::Result<()> {
         crate::build::build_components(&app, &[])?;
     }
     let host = AppProcess::start(&manifest, &data_dir, args.runtime_config_file.as_deref())?;
-    eprintln!("application running at {} (log: {})", host.base, host.log.display());
+    eprintln!(
+        "application running at {} (log: {})",
+        host.base,
+        host.log.display()
+    );
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -135,7 +141,10 @@ async fn job(
     let api = Api { token, ..api };
 
     let total = companies.len();
-    eprintln!("researching and writing for {total} companies, {} at a time", args.concurrency);
+    eprintln!(
+        "researching and writing for {total} companies, {} at a time",
+        args.concurrency
+    );
     let started = Instant::now();
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(out_path)
@@ -264,7 +273,10 @@ fn print_summary(outcomes: &[Outcome], wall: Duration) {
             format!(
                 "{}{}",
                 o.line["engine"].as_str().unwrap_or("?"),
-                o.line["model"].as_str().map(|m| format!(" ({m})")).unwrap_or_default()
+                o.line["model"]
+                    .as_str()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
             )
         })
         .collect();
@@ -305,8 +317,8 @@ fn print_summary(outcomes: &[Outcome], wall: Duration) {
 /// Reads up to `limit` companies after `skip`, turning the known columns
 /// into facts. Rows without a usable domain are reported and skipped.
 fn read_companies(path: &Path, skip: usize, limit: usize) -> anyhow::Result<Vec<Company>> {
-    let mut reader = csv::Reader::from_path(path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
     let headers = reader.headers()?.clone();
     let column = |name: &str| headers.iter().position(|h| h == name);
     let (Some(name_at), Some(domain_at)) = (column("name"), column("domain")) else {
@@ -380,7 +392,10 @@ impl Api {
             if !self.token.is_empty() {
                 request = request.bearer_auth(&self.token);
             }
-            let response = request.send().await.with_context(|| format!("POST {path}"))?;
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("POST {path}"))?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -405,10 +420,17 @@ impl Api {
 async fn sign_in(api: &Api, data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("outreach-user.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
-        let saved: Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is damaged; delete it to start a new tenant", path.display()))?;
+        let saved: Value = serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is damaged; delete it to start a new tenant",
+                path.display()
+            )
+        })?;
         let (status, reply) = api
-            .post("/api/v1/auth/login", &json!({"email": saved["email"], "password": saved["password"]}))
+            .post(
+                "/api/v1/auth/login",
+                &json!({"email": saved["email"], "password": saved["password"]}),
+            )
             .await?;
         if status == 200 {
             return token_of(&reply);
@@ -430,9 +452,15 @@ async fn sign_in(api: &Api, data_dir: &Path) -> anyhow::Result<String> {
         )
         .await?;
     if status != 201 {
-        bail!("registering the job user failed ({status}): {}", reply["error"]);
+        bail!(
+            "registering the job user failed ({status}): {}",
+            reply["error"]
+        );
     }
-    write_private(&path, &json!({"email": email, "password": password}).to_string())?;
+    write_private(
+        &path,
+        &json!({"email": email, "password": password}).to_string(),
+    )?;
     token_of(&reply)
 }
 
@@ -464,7 +492,11 @@ struct AppProcess {
 }
 
 impl AppProcess {
-    fn start(manifest: &Path, data_dir: &Path, runtime_config: Option<&Path>) -> anyhow::Result<Self> {
+    fn start(
+        manifest: &Path,
+        data_dir: &Path,
+        runtime_config: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         let log = data_dir.join("outreach-host.log");
         let log_file = std::fs::File::create(&log)
             .with_context(|| format!("cannot write {}", log.display()))?;

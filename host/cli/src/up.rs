@@ -110,17 +110,13 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     })?;
     services.register("vectors", vectors);
 
-    let local = tokio::task::block_in_place(|| {
-        crate::local_llm::load(&crate::models::llm_dir(&models_dir))
-    });
-    let llm_config = crate::local_llm::with_local_defaults(
-        runtime_config.llm.clone(),
-        local.text.as_deref(),
-        local.embedder.as_deref(),
-    );
+    // Loading the local models reads a few hundred MB when installed.
+    let local_models = tokio::task::block_in_place(|| crate::local_models::load(&models_dir));
+    let llm_config =
+        crate::local_models::with_local_defaults(runtime_config.llm.clone(), &local_models);
     let llm = Arc::new(LlmRouter::new(
         llm_config,
-        local.models,
+        local_models,
         |name| std::env::var(name).ok(),
     )?);
     services.register("llm", crate::llm_service::LlmService::new(llm.clone()));

@@ -291,6 +291,8 @@ async fn anthropic_messages_request_and_response() {
         options: GenerateOptions {
             max_tokens: 64,
             temperature: 1.5,
+            top_p: Some(0.9),
+            top_k: Some(40),
             stop: vec!["END".into()],
             ..GenerateOptions::default()
         },
@@ -319,6 +321,8 @@ async fn anthropic_messages_request_and_response() {
     // The Messages API accepts temperatures up to 1.
     assert_eq!(sent.body["temperature"], 1.0);
     assert_eq!(sent.body["stop_sequences"], json!(["END"]));
+    assert_eq!(sent.body["top_k"], 40);
+    assert!(sent.body.get("top_p").is_none(), "{}", sent.body);
 }
 
 #[tokio::test]

@@ -32,9 +32,9 @@ pub(crate) fn messages_body(model: &str, request: &ChatRequest) -> Value {
     if let Some(system) = system {
         body["system"] = json!(system);
     }
-    if let Some(top_p) = options.top_p {
-        body["top_p"] = json!(top_p);
-    }
+    // NOTE: `top_p` is not sent. Anthropic's Messages API documentation
+    // advises setting temperature or top_p but not both, and recent Claude
+    // models reject requests that set both; the temperature is always set.
     if let Some(top_k) = options.top_k {
         body["top_k"] = json!(top_k);
     }
