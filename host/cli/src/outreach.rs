@@ -30,8 +30,10 @@ pub(crate) struct OutreachArgs {
     /// Companies to skip at the start of the file.
     #[arg(long, default_value_t = 0)]
     skip: usize,
-    /// Accounts in flight at once.
-    #[arg(long, default_value_t = 4)]
+    /// Accounts in flight at once. A local model serves one call at a
+    /// time, so more than two only adds waiting; raise it for templates or
+    /// a remote provider.
+    #[arg(long, default_value_t = 2)]
     concurrency: usize,
     /// What to write for each account.
     #[arg(long, default_value = "email")]
@@ -61,6 +63,14 @@ pub(crate) struct OutreachArgs {
     /// Run the components' build commands before starting.
     #[arg(long)]
     build: bool,
+    /// Model directory of the application [default: models/registry beside
+    /// the manifest]. The local language models live in its `llm` folder.
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
+    /// Do not install the local language models when they are missing.
+    /// Without them, rules and templates write the profiles and the copy.
+    #[arg(long)]
+    skip_fetch: bool,
 }
 
 /// One company from the CSV.
@@ -108,7 +118,23 @@ pub(crate) fn run(args: OutreachArgs) -> anyhow::Result<()> {
         let app = copycar_manifest::App::load(&manifest)?;
         crate::build::build_components(&app, &[])?;
     }
-    let host = AppProcess::start(&manifest, &data_dir, args.runtime_config_file.as_deref())?;
+    let models_dir = args.models_dir.clone().unwrap_or_else(|| {
+        manifest
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("models/registry")
+    });
+    if !args.skip_fetch
+        && let Err(e) = crate::models::fetch(&models_dir)
+    {
+        eprintln!("local language models are not available ({e:#}); templates and rules will write");
+    }
+    let host = AppProcess::start(
+        &manifest,
+        &data_dir,
+        &models_dir,
+        args.runtime_config_file.as_deref(),
+    )?;
     eprintln!(
         "application running at {} (log: {})",
         host.base,
@@ -495,6 +521,7 @@ impl AppProcess {
     fn start(
         manifest: &Path,
         data_dir: &Path,
+        models_dir: &Path,
         runtime_config: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let log = data_dir.join("outreach-host.log");
@@ -509,6 +536,8 @@ impl AppProcess {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--models-dir")
+            .arg(models_dir)
             // A local model writes a profile in seconds; a batch of them
             // needs more than the default request deadline.
             .arg("--request-timeout-ms")
