@@ -10,7 +10,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[tokio::main]
 async fn main() {
-    let samples: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(200);
+    let samples: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
     let log_dir = tempfile::tempdir().expect("temporary directory");
     let state_dir = tempfile::tempdir().expect("temporary directory");
     let log = Arc::new(EventLog::open(log_dir.path(), LogOptions::default()).expect("open log"));
@@ -18,7 +21,9 @@ async fn main() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../campaign_hourly.sql");
     let sql = std::fs::read_to_string(path).expect("read campaign_hourly.sql");
     let spec = parse_pipeline("campaign_hourly", &sql).expect("parse");
-    let pipeline = Pipeline::open(spec, &sql, state_dir.path()).await.expect("open pipeline");
+    let pipeline = Pipeline::open(spec, &sql, state_dir.path())
+        .await
+        .expect("open pipeline");
     let options = RunOptions {
         poll_interval: Duration::from_millis(10),
         ..RunOptions::default()
@@ -29,14 +34,21 @@ async fn main() {
 
     let mut latencies = Vec::with_capacity(samples);
     for i in 0..samples {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
         let mut event = Event::new("acme", EventType::Sent, now);
         event.campaign = Some(format!("campaign-{}", i % 5));
         let started = Instant::now();
         log.append_batch(vec![event]).expect("append");
         loop {
             let update = updates.recv().await.expect("update");
-            if update.row.as_ref().and_then(|r| r.get("campaign")).and_then(|c| c.as_str())
+            if update
+                .row
+                .as_ref()
+                .and_then(|r| r.get("campaign"))
+                .and_then(|c| c.as_str())
                 == Some(&format!("campaign-{}", i % 5))
             {
                 break;

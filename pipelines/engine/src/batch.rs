@@ -4,8 +4,7 @@
 use crate::parse::EventColumn;
 use copycar_events::StoredEvent;
 use datafusion::arrow::array::{
-    Array, ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder,
-    TimestampMillisecondArray,
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, StringBuilder, TimestampMillisecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::{Session, TableProvider};
@@ -136,7 +135,10 @@ pub(crate) struct ExtractJsonString {
 impl ExtractJsonString {
     pub(crate) fn new() -> Self {
         ExtractJsonString {
-            signature: Signature::exact(vec![DataType::Utf8, DataType::Utf8], Volatility::Immutable),
+            signature: Signature::exact(
+                vec![DataType::Utf8, DataType::Utf8],
+                Volatility::Immutable,
+            ),
         }
     }
 }
@@ -200,7 +202,10 @@ mod tests {
     #[test]
     fn json_lookup_follows_dotted_path() {
         let json = r#"{"sender": {"domain": "example.com"}, "n": 3}"#;
-        assert_eq!(lookup(json, "$.sender.domain").as_deref(), Some("example.com"));
+        assert_eq!(
+            lookup(json, "$.sender.domain").as_deref(),
+            Some("example.com")
+        );
         assert_eq!(lookup(json, "$.n").as_deref(), Some("3"));
         assert_eq!(lookup(json, "$.missing"), None);
         assert_eq!(lookup("not json", "$.n"), None);

@@ -143,7 +143,10 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
                     .position(|owner| *owner == Some(index))
                     .and_then(|w| watermarks[w].take());
                 let options = table_options(&create.table_options)?;
-                let kind = options.iter().find(|o| o.key == "type").map(|o| o.value.clone());
+                let kind = options
+                    .iter()
+                    .find(|o| o.key == "type")
+                    .map(|o| o.value.clone());
                 let is_source = match kind.as_deref() {
                     Some("source") => true,
                     Some("sink") => false,
@@ -151,7 +154,9 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
                         let option = options.iter().find(|o| o.key == "type").unwrap();
                         return Err(SqlError::at_span(
                             option.span,
-                            format!("table option `type` is `{other}`, but it must be `source` or `sink`"),
+                            format!(
+                                "table option `type` is `{other}`, but it must be `source` or `sink`"
+                            ),
                         ));
                     }
                     None => watermark.is_some() || !create.columns.is_empty(),
@@ -160,7 +165,9 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
                     if source.is_some() {
                         return Err(SqlError::at_span(
                             create.name.span(),
-                            format!("table `{table}` is a second source, but a pipeline reads exactly one event source"),
+                            format!(
+                                "table `{table}` is a second source, but a pipeline reads exactly one event source"
+                            ),
                         ));
                     }
                     source = Some(source_spec(create, &table, &options, watermark)?);
@@ -168,7 +175,9 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
                     if watermark.is_some() {
                         return Err(SqlError::at_span(
                             create.name.span(),
-                            format!("sink table `{table}` has a WATERMARK clause, but only the source has event time"),
+                            format!(
+                                "sink table `{table}` has a WATERMARK clause, but only the source has event time"
+                            ),
                         ));
                     }
                     check_sink_options(&options)?;
@@ -193,7 +202,9 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
                 if !sinks.contains(&sink) {
                     return Err(SqlError::at_span(
                         table_name.span(),
-                        format!("sink table `{sink}` is not defined; declare it with CREATE TABLE {sink} WITH (connector = 'preview', type = 'sink') first"),
+                        format!(
+                            "sink table `{sink}` is not defined; declare it with CREATE TABLE {sink} WITH (connector = 'preview', type = 'sink') first"
+                        ),
                     ));
                 }
                 let Some(query) = &insert.source else {
@@ -254,12 +265,15 @@ fn no_source(span: Span) -> SqlError {
 
 fn end_position(sql: &str) -> (u64, u64) {
     let line = sql.lines().count().max(1) as u64;
-    let column = sql.lines().last().map(|l| l.chars().count() + 1).unwrap_or(1) as u64;
+    let column = sql
+        .lines()
+        .last()
+        .map(|l| l.chars().count() + 1)
+        .unwrap_or(1) as u64;
     (line, column)
 }
 
 fn statement_span(statement: &Statement) -> Span {
-
     statement.span()
 }
 
@@ -295,9 +309,17 @@ fn parser_error(error: ParserError) -> SqlError {
     };
     let position = &message[at + " at Line: ".len()..];
     let mut parts = position.split(", Column: ");
-    let line = parts.next().and_then(|l| l.trim().parse().ok()).unwrap_or(1);
-    let column = parts.next().and_then(|c| c.trim().parse().ok()).unwrap_or(1);
-    let text = message[..at].trim_start_matches("sql parser error: ").to_string();
+    let line = parts
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(1);
+    let column = parts
+        .next()
+        .and_then(|c| c.trim().parse().ok())
+        .unwrap_or(1);
+    let text = message[..at]
+        .trim_start_matches("sql parser error: ")
+        .to_string();
     SqlError::at(line, column, text)
 }
 
@@ -308,7 +330,6 @@ struct TableOption {
 }
 
 fn table_options(options: &CreateTableOptions) -> Result<Vec<TableOption>, SqlError> {
-
     let list = match options {
         CreateTableOptions::None => return Ok(Vec::new()),
         CreateTableOptions::With(list)
@@ -353,7 +374,14 @@ fn table_options(options: &CreateTableOptions) -> Result<Vec<TableOption>, SqlEr
     Ok(out)
 }
 
-const SINK_CONNECTORS: [&str; 6] = ["preview", "blackhole", "webhook", "kafka", "fluvio", "stdout"];
+const SINK_CONNECTORS: [&str; 6] = [
+    "preview",
+    "blackhole",
+    "webhook",
+    "kafka",
+    "fluvio",
+    "stdout",
+];
 
 fn check_sink_options(options: &[TableOption]) -> Result<(), SqlError> {
     let connector = options.iter().find(|o| o.key == "connector");
@@ -396,7 +424,9 @@ fn source_spec(
                     other => {
                         return Err(SqlError::at_span(
                             option.span,
-                            format!("source connector `{other}` is not supported; use `event_log` or `fluvio`"),
+                            format!(
+                                "source connector `{other}` is not supported; use `event_log` or `fluvio`"
+                            ),
                         ));
                     }
                 }
@@ -406,7 +436,10 @@ fn source_spec(
                 if option.value != "json" {
                     return Err(SqlError::at_span(
                         option.span,
-                        format!("format `{}` is not supported; events are `json`", option.value),
+                        format!(
+                            "format `{}` is not supported; events are `json`",
+                            option.value
+                        ),
                     ));
                 }
             }
@@ -415,7 +448,10 @@ fn source_spec(
                 allowed_lateness_ms = parse_duration(&option.value).ok_or_else(|| {
                     SqlError::at_span(
                         option.span,
-                        format!("allowed_lateness `{}` is not a duration such as '5 minutes'", option.value),
+                        format!(
+                            "allowed_lateness `{}` is not a duration such as '5 minutes'",
+                            option.value
+                        ),
                     )
                 })?;
             }
@@ -425,14 +461,19 @@ fn source_spec(
                     .ok_or_else(|| {
                         SqlError::at_span(
                             option.span,
-                            format!("idle_timeout `{}` is not a positive duration such as '30 seconds'", option.value),
+                            format!(
+                                "idle_timeout `{}` is not a positive duration such as '30 seconds'",
+                                option.value
+                            ),
                         )
                     })?;
             }
             other => {
                 return Err(SqlError::at_span(
                     option.span,
-                    format!("unknown source option `{other}`; known options are connector, topic, format, type, endpoint, source.offset, allowed_lateness and idle_timeout"),
+                    format!(
+                        "unknown source option `{other}`; known options are connector, topic, format, type, endpoint, source.offset, allowed_lateness and idle_timeout"
+                    ),
                 ));
             }
         }
@@ -442,7 +483,9 @@ fn source_spec(
         None => {
             return Err(SqlError::at_span(
                 create.name.span(),
-                format!("source table `{table}` has no `connector` option; set connector = 'event_log' or 'fluvio'"),
+                format!(
+                    "source table `{table}` has no `connector` option; set connector = 'event_log' or 'fluvio'"
+                ),
             ));
         }
         Some(Connector::Fluvio { .. }) => match topic {
@@ -464,14 +507,19 @@ fn source_spec(
             let known: Vec<&str> = EventColumn::ALL.iter().map(|c| c.name()).collect();
             return Err(SqlError::at_span(
                 column.name.span,
-                format!("column `{name}` is not an event field; use one of {}", known.join(", ")),
+                format!(
+                    "column `{name}` is not an event field; use one of {}",
+                    known.join(", ")
+                ),
             ));
         };
         let type_name = column.data_type.to_string().to_ascii_uppercase();
         if event_column.is_time() && !type_name.starts_with("TIMESTAMP") {
             return Err(SqlError::at_span(
                 column.name.span,
-                format!("column `{name}` is event time in Unix milliseconds and must be declared TIMESTAMP, not {type_name}"),
+                format!(
+                    "column `{name}` is event time in Unix milliseconds and must be declared TIMESTAMP, not {type_name}"
+                ),
             ));
         }
         columns.push(event_column);
@@ -489,7 +537,10 @@ fn source_spec(
             let Some(column) = EventColumn::from_name(&w.column).filter(|c| c.is_time()) else {
                 return Err(SqlError::at_span(
                     w.column_span,
-                    format!("WATERMARK FOR `{}`: the event-time column must be occurred_at or received_at", w.column),
+                    format!(
+                        "WATERMARK FOR `{}`: the event-time column must be occurred_at or received_at",
+                        w.column
+                    ),
                 ));
             };
             (column, w.delay_ms)
@@ -547,7 +598,6 @@ fn unit_ms(unit: &str) -> Option<i64> {
 /// Evaluates an `INTERVAL '...'` expression to milliseconds, or explains
 /// what is wrong at its position.
 pub(crate) fn interval_ms(expr: &Expr) -> Result<i64, SqlError> {
-
     let invalid = || {
         SqlError::at_span(
             expr.span(),
@@ -577,7 +627,10 @@ pub(crate) fn interval_ms(expr: &Expr) -> Result<i64, SqlError> {
                 DateTimeField::Week(_) | DateTimeField::Weeks => 604_800_000,
                 _ => return Err(invalid()),
             };
-            text.trim().parse::<f64>().ok().map(|n| (n * unit as f64).round() as i64)
+            text.trim()
+                .parse::<f64>()
+                .ok()
+                .map(|n| (n * unit as f64).round() as i64)
         }
     };
     match ms {
@@ -597,7 +650,10 @@ struct Watermark {
 
 /// Replaces every `WATERMARK FOR ...` clause (and the comma before it) with
 /// spaces and returns the cleaned text with the clauses in file order.
-fn cut_watermarks(sql: &str, tokens: &[TokenWithSpan]) -> Result<(String, Vec<Watermark>), SqlError> {
+fn cut_watermarks(
+    sql: &str,
+    tokens: &[TokenWithSpan],
+) -> Result<(String, Vec<Watermark>), SqlError> {
     let mut cuts: Vec<(Span, Span)> = Vec::new();
     let mut found = Vec::new();
     let significant: Vec<usize> = (0..tokens.len())
@@ -608,14 +664,19 @@ fn cut_watermarks(sql: &str, tokens: &[TokenWithSpan]) -> Result<(String, Vec<Wa
     while s < significant.len() {
         let i = significant[s];
         if !is_word(&tokens[i].token, "WATERMARK")
-            || !significant.get(s + 1).is_some_and(|&j| is_word(&tokens[j].token, "FOR"))
+            || !significant
+                .get(s + 1)
+                .is_some_and(|&j| is_word(&tokens[j].token, "FOR"))
         {
             s += 1;
             continue;
         }
         let keyword = tokens[i].span;
         let Some(&column_index) = significant.get(s + 2) else {
-            return Err(SqlError::at_span(keyword, "WATERMARK FOR needs a column name"));
+            return Err(SqlError::at_span(
+                keyword,
+                "WATERMARK FOR needs a column name",
+            ));
         };
         let Token::Word(column_word) = &tokens[column_index].token else {
             return Err(SqlError::at_span(
@@ -630,7 +691,10 @@ fn cut_watermarks(sql: &str, tokens: &[TokenWithSpan]) -> Result<(String, Vec<Wa
         // parenthesis at the same nesting depth.
         let mut k = s + 3;
         let mut delay_ms = 0;
-        if significant.get(k).is_some_and(|&j| is_word(&tokens[j].token, "AS")) {
+        if significant
+            .get(k)
+            .is_some_and(|&j| is_word(&tokens[j].token, "AS"))
+        {
             k += 1;
             let start = k;
             let mut depth = 0i32;
@@ -650,8 +714,9 @@ fn cut_watermarks(sql: &str, tokens: &[TokenWithSpan]) -> Result<(String, Vec<Wa
                     "WATERMARK FOR ... AS needs an expression such as occurred_at - INTERVAL '5 seconds'",
                 ));
             }
-            let expr_tokens: Vec<TokenWithSpan> =
-                (significant[start]..significant[k - 1] + 1).map(|j| tokens[j].clone()).collect();
+            let expr_tokens: Vec<TokenWithSpan> = (significant[start]..significant[k - 1] + 1)
+                .map(|j| tokens[j].clone())
+                .collect();
             delay_ms = watermark_delay(&column, expr_tokens)?;
         }
         let last = significant[k - 1];
@@ -711,7 +776,9 @@ fn watermark_delay(column: &str, tokens: Vec<TokenWithSpan>) -> Result<i64, SqlE
     let expected = || {
         SqlError::at_span(
             first,
-            format!("the watermark must be `{column}` or `{column} - INTERVAL '...'`, not `{expr}`"),
+            format!(
+                "the watermark must be `{column}` or `{column} - INTERVAL '...'`, not `{expr}`"
+            ),
         )
     };
     match &expr {
@@ -727,7 +794,9 @@ fn watermark_delay(column: &str, tokens: Vec<TokenWithSpan>) -> Result<i64, SqlE
             if normalize(&ident.value, ident.quote_style) != column {
                 return Err(SqlError::at_span(
                     left.span(),
-                    format!("the watermark expression must subtract from `{column}`, the column named after FOR"),
+                    format!(
+                        "the watermark expression must subtract from `{column}`, the column named after FOR"
+                    ),
                 ));
             }
             interval_ms(right)
@@ -776,7 +845,6 @@ fn rewrite_json_arrows(statement: &mut Statement) {
 /// Returns, for each WATERMARK clause, the index of the CREATE TABLE
 /// statement it sits in: the last one that starts before the keyword.
 fn watermark_owners(statements: &[Statement], watermarks: &[Watermark]) -> Vec<Option<usize>> {
-
     let starts: Vec<(u64, u64)> = statements
         .iter()
         .map(|s| {
@@ -807,7 +875,9 @@ fn check_no_window_calls(query: &datafusion::sql::sqlparser::ast::Query) -> Resu
                 if plan::WINDOW_FUNCTIONS.contains(&name.as_str()) {
                     return ControlFlow::Break(SqlError::at_span(
                         expr.span(),
-                        format!("`{name}` is only supported in the GROUP BY of an INSERT INTO or SELECT, not in a view"),
+                        format!(
+                            "`{name}` is only supported in the GROUP BY of an INSERT INTO or SELECT, not in a view"
+                        ),
                     ));
                 }
             }

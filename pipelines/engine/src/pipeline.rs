@@ -1,12 +1,12 @@
 //! One running pipeline: micro-batches of events in, window state merged,
 //! result rows upserted, state and consumer offset checkpointed together.
 
-use crate::batch::{events_to_batch, source_schema, ExtractJsonString, SlotTable};
+use crate::batch::{ExtractJsonString, SlotTable, events_to_batch, source_schema};
 use crate::error::{PipelineError, SqlError};
 use crate::parse::PipelineSpec;
 use crate::plan::OutputSpec;
-use crate::state::{group_id, is_expired, OutputState, Retraction, WindowRef};
-use crate::value::{json_of, Value};
+use crate::state::{OutputState, Retraction, WindowRef, is_expired};
+use crate::value::{Value, json_of};
 use copycar_events::StoredEvent;
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -109,7 +109,11 @@ pub struct Pipeline {
 impl Pipeline {
     /// Plans the pipeline on DataFusion and restores its checkpoint from
     /// `state_dir` when one exists.
-    pub async fn open(spec: PipelineSpec, sql: &str, state_dir: &Path) -> Result<Pipeline, PipelineError> {
+    pub async fn open(
+        spec: PipelineSpec,
+        sql: &str,
+        state_dir: &Path,
+    ) -> Result<Pipeline, PipelineError> {
         let name = spec.name.clone();
         let df = |phase: &'static str| {
             let name = name.clone();
@@ -138,7 +142,11 @@ impl Pipeline {
                 pipeline: name.clone(),
                 source: SqlError::at(output.position.0, output.position.1, datafusion_message(&e)),
             };
-            let partial = ctx.state().create_logical_plan(&output.partial_sql).await.map_err(sql_error)?;
+            let partial = ctx
+                .state()
+                .create_logical_plan(&output.partial_sql)
+                .await
+                .map_err(sql_error)?;
 
             // The state table: tenant, window bounds, then the partial
             // query's key and aggregate columns with their types.
@@ -155,11 +163,17 @@ impl Pipeline {
             let state_table = SlotTable::new(state_schema.clone());
             state_slots.push(state_table.slot());
             let state_ctx = ctx.clone();
-            state_ctx.deregister_table("__state").map_err(df("planning the final query"))?;
+            state_ctx
+                .deregister_table("__state")
+                .map_err(df("planning the final query"))?;
             state_ctx
                 .register_table("__state", Arc::new(state_table))
                 .map_err(df("planning the final query"))?;
-            let final_plan = ctx.state().create_logical_plan(&output.final_sql).await.map_err(sql_error)?;
+            let final_plan = ctx
+                .state()
+                .create_logical_plan(&output.final_sql)
+                .await
+                .map_err(sql_error)?;
             outputs.push(OutputRuntime {
                 spec: output.clone(),
                 partial,
@@ -276,7 +290,11 @@ impl Pipeline {
     /// Processes one micro-batch of events read from the log in offset
     /// order, at wall-clock time `now_ms`, and checkpoints. Events below the
     /// next offset (already processed) are skipped.
-    pub async fn process(&mut self, events: &[StoredEvent], now_ms: i64) -> Result<Vec<Update>, PipelineError> {
+    pub async fn process(
+        &mut self,
+        events: &[StoredEvent],
+        now_ms: i64,
+    ) -> Result<Vec<Update>, PipelineError> {
         let fresh: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| e.offset >= self.state.next_offset)
@@ -314,8 +332,12 @@ impl Pipeline {
         let mut changed: Vec<BTreeSet<WindowRef>> = vec![BTreeSet::new(); self.outputs.len()];
         let mut retracted: Vec<Vec<Retraction>> = vec![Vec::new(); self.outputs.len()];
         if !batch_events.is_empty() {
-            let batch = events_to_batch(&self.source_schema, &self.spec.source.columns, &batch_events)
-                .map_err(|e| self.df_error("building a record batch", e))?;
+            let batch = events_to_batch(
+                &self.source_schema,
+                &self.spec.source.columns,
+                &batch_events,
+            )
+            .map_err(|e| self.df_error("building a record batch", e))?;
             *self.source_slot.lock().expect("slot lock") = vec![batch];
             for (index, output) in self.outputs.iter().enumerate() {
                 let partials = self
@@ -328,12 +350,20 @@ impl Pipeline {
                     .map_err(|e| self.df_error("running the partial aggregation", e))?;
                 let state = &mut self.state.outputs[index];
                 for batch in &partials {
-                    merge_partials(output, state, batch, watermark, lateness, &mut changed[index], &mut retracted[index])
-                        .map_err(|e| PipelineError::DataFusion {
-                            pipeline: self.spec.name.clone(),
-                            phase: "merging partial aggregates",
-                            source: e,
-                        })?;
+                    merge_partials(
+                        output,
+                        state,
+                        batch,
+                        watermark,
+                        lateness,
+                        &mut changed[index],
+                        &mut retracted[index],
+                    )
+                    .map_err(|e| PipelineError::DataFusion {
+                        pipeline: self.spec.name.clone(),
+                        phase: "merging partial aggregates",
+                        source: e,
+                    })?;
                 }
             }
             self.source_slot.lock().expect("slot lock").clear();
@@ -344,7 +374,10 @@ impl Pipeline {
         self.state.max_event_time = self.state.max_event_time.max(batch_max);
         self.state.last_event_wall_ms = now_ms;
         self.state.events_read += fresh.len() as u64;
-        self.state.next_offset = fresh.last().map(|e| e.offset + 1).unwrap_or(self.state.next_offset);
+        self.state.next_offset = fresh
+            .last()
+            .map(|e| e.offset + 1)
+            .unwrap_or(self.state.next_offset);
         if let Some(max) = self.state.max_event_time {
             self.raise_watermark(max - self.spec.source.watermark_delay_ms);
         }
@@ -368,9 +401,13 @@ impl Pipeline {
             return Ok(Vec::new());
         }
         let n = self.outputs.len();
-        self.finish_step(vec![BTreeSet::new(); n], vec![Vec::new(); n]).await
+        self.finish_step(vec![BTreeSet::new(); n], vec![Vec::new(); n])
+            .await
     }
 
+    // NOTE: one watermark covers all tenants of a pipeline, so a tenant
+    // whose events run ahead in event time can make another tenant's
+    // events late. Rows and window state are still kept per tenant.
     fn raise_watermark(&mut self, candidate: i64) {
         self.state.watermark = Some(self.state.watermark.map_or(candidate, |w| w.max(candidate)));
     }
@@ -435,24 +472,42 @@ impl Pipeline {
                 state.evict(wm, lateness);
             }
         }
+        // NOTE: result rows of evicted windows stay in the table and the
+        // checkpoint until the pipeline is reset; nothing prunes them yet.
         *self.results.write().expect("results lock") = self.state.results.clone();
         self.save_checkpoint()?;
         Ok(updates)
     }
 
-    async fn final_rows(&self, index: usize, changed: &BTreeSet<WindowRef>) -> Result<Vec<ResultRow>, PipelineError> {
+    async fn final_rows(
+        &self,
+        index: usize,
+        changed: &BTreeSet<WindowRef>,
+    ) -> Result<Vec<ResultRow>, PipelineError> {
         let output = &self.outputs[index];
         let state = &self.state.outputs[index];
-        let windows: Vec<_> = changed.iter().filter_map(|r| state.window(r).map(|w| (r, w))).collect();
+        let windows: Vec<_> = changed
+            .iter()
+            .filter_map(|r| state.window(r).map(|w| (r, w)))
+            .collect();
         if windows.is_empty() {
             return Ok(Vec::new());
         }
         let schema = &output.state_schema;
         let key_count = output.spec.key_count;
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(windows.iter().map(|(_, (g, _))| Some(g.tenant.as_str())).collect::<StringArray>()),
-            Arc::new(Int64Array::from_iter_values(windows.iter().map(|(_, (_, w))| w.start))),
-            Arc::new(Int64Array::from_iter_values(windows.iter().map(|(_, (_, w))| w.end))),
+            Arc::new(
+                windows
+                    .iter()
+                    .map(|(_, (g, _))| Some(g.tenant.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(Int64Array::from_iter_values(
+                windows.iter().map(|(_, (_, w))| w.start),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                windows.iter().map(|(_, (_, w))| w.end),
+            )),
         ];
         for i in 0..(schema.fields().len() - 3) {
             let values: Vec<Value> = windows
@@ -512,29 +567,37 @@ impl Pipeline {
     /// over the old one, so a crash leaves either the old or the new state,
     /// each with its own consumer offset.
     fn save_checkpoint(&self) -> Result<(), PipelineError> {
-        let error = |action: &'static str, path: &Path, source: std::io::Error| PipelineError::Checkpoint {
-            pipeline: self.spec.name.clone(),
-            action,
-            path: path.to_path_buf(),
-            source,
-        };
+        let error =
+            |action: &'static str, path: &Path, source: std::io::Error| PipelineError::Checkpoint {
+                pipeline: self.spec.name.clone(),
+                action,
+                path: path.to_path_buf(),
+                source,
+            };
         let bytes = serde_json::to_vec(&self.state).expect("checkpoint serializes");
         let tmp = self.checkpoint_path.with_extension("json.tmp");
         let mut file = fs::File::create(&tmp).map_err(|e| error("create", &tmp, e))?;
-        file.write_all(&bytes).map_err(|e| error("write", &tmp, e))?;
+        file.write_all(&bytes)
+            .map_err(|e| error("write", &tmp, e))?;
         file.sync_all().map_err(|e| error("sync", &tmp, e))?;
         drop(file);
-        fs::rename(&tmp, &self.checkpoint_path).map_err(|e| error("rename", &self.checkpoint_path, e))?;
+        fs::rename(&tmp, &self.checkpoint_path)
+            .map_err(|e| error("rename", &self.checkpoint_path, e))?;
         if let Some(dir) = self.checkpoint_path.parent() {
             if let Ok(dir_file) = fs::File::open(dir) {
-                dir_file.sync_all().map_err(|e| error("sync the directory of", dir, e))?;
+                dir_file
+                    .sync_all()
+                    .map_err(|e| error("sync the directory of", dir, e))?;
             }
         }
         Ok(())
     }
 }
 
-pub(crate) fn rows_of(results: &RwLock<BTreeMap<String, ResultRow>>, tenant: &str) -> Vec<ResultRow> {
+pub(crate) fn rows_of(
+    results: &RwLock<BTreeMap<String, ResultRow>>,
+    tenant: &str,
+) -> Vec<ResultRow> {
     results
         .read()
         .expect("results lock")
@@ -572,7 +635,6 @@ fn merge_partials(
         let aggs = (0..agg_count)
             .map(|a| Value::from_array(batch.column(2 + key_count + a), row))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let _ = group_id;
         state.merge_row(
             output.spec.window,
             &output.spec.merges,
@@ -592,7 +654,9 @@ fn merge_partials(
 /// DataFusion's message without its category prefix.
 fn datafusion_message(error: &DataFusionError) -> String {
     let text = error.to_string();
-    text.split_once(": ").map(|(_, rest)| rest.to_string()).unwrap_or(text)
+    text.split_once(": ")
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or(text)
 }
 
 /// FNV-1a of the SQL text: a checkpoint only resumes the same pipeline.

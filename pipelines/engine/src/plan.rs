@@ -16,11 +16,11 @@
 //!    DataFusion as written.
 
 use crate::error::SqlError;
-use crate::parse::{interval_ms, normalize, object_name, SourceSpec};
+use crate::parse::{SourceSpec, interval_ms, normalize, object_name};
 use datafusion::sql::sqlparser::ast::{
     DuplicateTreatment, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
-    GroupByExpr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Spanned,
-    Value, VisitMut, VisitorMut,
+    GroupByExpr, Ident, ObjectName, ObjectNamePart, Query, SelectItem, SetExpr, Spanned, Value,
+    VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -32,10 +32,28 @@ pub(crate) const WINDOW_FUNCTIONS: [&str; 3] = ["tumble", "hop", "session"];
 
 /// Aggregates whose partial results cannot be merged across micro-batches.
 const UNMERGEABLE_AGGREGATES: [&str; 22] = [
-    "stddev", "stddev_pop", "stddev_samp", "var", "variance", "var_pop", "var_samp",
-    "median", "approx_distinct", "approx_median", "approx_percentile_cont", "array_agg",
-    "string_agg", "first_value", "last_value", "bit_and", "bit_or", "bool_and", "bool_or",
-    "corr", "covar", "nth_value",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "var",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "median",
+    "approx_distinct",
+    "approx_median",
+    "approx_percentile_cont",
+    "array_agg",
+    "string_agg",
+    "first_value",
+    "last_value",
+    "bit_and",
+    "bit_or",
+    "bool_and",
+    "bool_or",
+    "corr",
+    "covar",
+    "nth_value",
 ];
 
 /// An event-time window in GROUP BY.
@@ -51,9 +69,7 @@ impl WindowKind {
     pub(crate) fn latest_end(self, ts: i64) -> i64 {
         match self {
             WindowKind::Tumble { width_ms } => ts.div_euclid(width_ms) * width_ms + width_ms,
-            WindowKind::Hop { slide_ms, width_ms } => {
-                ts.div_euclid(slide_ms) * slide_ms + width_ms
-            }
+            WindowKind::Hop { slide_ms, width_ms } => ts.div_euclid(slide_ms) * slide_ms + width_ms,
             WindowKind::Session { gap_ms } => ts + gap_ms,
         }
     }
@@ -93,7 +109,10 @@ pub(crate) fn plan_output(
 ) -> Result<OutputSpec, SqlError> {
     let query_span = query.span();
     if query.with.is_some() {
-        return Err(SqlError::at_span(query_span, "WITH is not supported in a pipeline query; use CREATE VIEW"));
+        return Err(SqlError::at_span(
+            query_span,
+            "WITH is not supported in a pipeline query; use CREATE VIEW",
+        ));
     }
     if let Some(order_by) = &query.order_by {
         return Err(SqlError::at_span(
@@ -102,26 +121,44 @@ pub(crate) fn plan_output(
         ));
     }
     if query.limit_clause.is_some() {
-        return Err(SqlError::at_span(query_span, "LIMIT is not supported in a streaming query"));
+        return Err(SqlError::at_span(
+            query_span,
+            "LIMIT is not supported in a streaming query",
+        ));
     }
     let SetExpr::Select(select) = query.body.as_ref() else {
-        return Err(SqlError::at_span(query_span, "the query must be a single SELECT"));
+        return Err(SqlError::at_span(
+            query_span,
+            "the query must be a single SELECT",
+        ));
     };
     let select_span = select.select_token.0.span;
     if select.distinct.is_some() {
-        return Err(SqlError::at_span(select_span, "SELECT DISTINCT is not supported; group by the columns instead"));
+        return Err(SqlError::at_span(
+            select_span,
+            "SELECT DISTINCT is not supported; group by the columns instead",
+        ));
     }
     if let Some(having) = &select.having {
-        return Err(SqlError::at_span(having.span(), "HAVING is not supported in a streaming aggregation"));
+        return Err(SqlError::at_span(
+            having.span(),
+            "HAVING is not supported in a streaming aggregation",
+        ));
     }
     if select.from.is_empty() {
-        return Err(SqlError::at_span(select_span, "the query needs a FROM clause that reads the source or a view"));
+        return Err(SqlError::at_span(
+            select_span,
+            "the query needs a FROM clause that reads the source or a view",
+        ));
     }
 
     // Resolve GROUP BY items: ordinals and select aliases point at select
     // items, as Arroyo allows `GROUP BY 1, 2` and `GROUP BY window`.
     let GroupByExpr::Expressions(group_exprs, _) = &select.group_by else {
-        return Err(SqlError::at_span(select_span, "GROUP BY ALL is not supported; list the keys and the window"));
+        return Err(SqlError::at_span(
+            select_span,
+            "GROUP BY ALL is not supported; list the keys and the window",
+        ));
     };
     if group_exprs.is_empty() {
         return Err(SqlError::at_span(
@@ -135,7 +172,10 @@ pub(crate) fn plan_output(
         let resolved = resolve_group_item(group_expr, &select.projection)?;
         if let Some(kind) = window_call(&resolved)? {
             if window.is_some() {
-                return Err(SqlError::at_span(group_expr.span(), "GROUP BY has a second window; a query has exactly one"));
+                return Err(SqlError::at_span(
+                    group_expr.span(),
+                    "GROUP BY has a second window; a query has exactly one",
+                ));
             }
             window = Some((kind, resolved.to_string()));
         } else {
@@ -189,7 +229,10 @@ pub(crate) fn plan_output(
             return Err(error);
         }
         if columns.contains(&name) {
-            return Err(SqlError::at_span(item.span(), format!("output column `{name}` appears twice; give one an alias")));
+            return Err(SqlError::at_span(
+                item.span(),
+                format!("output column `{name}` appears twice; give one an alias"),
+            ));
         }
         final_items.push(format!("{expr} AS {}", quote(&name)));
         columns.push(name);
@@ -271,10 +314,14 @@ fn resolve_group_item(expr: &Expr, projection: &[SelectItem]) -> Result<Expr, Sq
             let position: usize = text.parse().unwrap_or(0);
             let item = position.checked_sub(1).and_then(|i| projection.get(i));
             match item {
-                Some(SelectItem::UnnamedExpr(e)) | Some(SelectItem::ExprWithAlias { expr: e, .. }) => Ok(e.clone()),
+                Some(SelectItem::UnnamedExpr(e))
+                | Some(SelectItem::ExprWithAlias { expr: e, .. }) => Ok(e.clone()),
                 _ => Err(SqlError::at_span(
                     expr.span(),
-                    format!("GROUP BY {text} does not name a select item; there are {}", projection.len()),
+                    format!(
+                        "GROUP BY {text} does not name a select item; there are {}",
+                        projection.len()
+                    ),
                 )),
             }
         }
@@ -307,7 +354,10 @@ fn function_args(f: &Function) -> Vec<&FunctionArg> {
 fn arg_expr(arg: &FunctionArg) -> Option<&Expr> {
     match arg {
         FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Some(e),
-        FunctionArg::Named { arg: FunctionArgExpr::Expr(e), .. } => Some(e),
+        FunctionArg::Named {
+            arg: FunctionArgExpr::Expr(e),
+            ..
+        } => Some(e),
         _ => None,
     }
 }
@@ -339,14 +389,18 @@ fn window_call(expr: &Expr) -> Result<Option<WindowKind>, SqlError> {
         ));
     }
     let kind = match name.as_str() {
-        "tumble" => WindowKind::Tumble { width_ms: interval_ms(args[0])? },
+        "tumble" => WindowKind::Tumble {
+            width_ms: interval_ms(args[0])?,
+        },
         "hop" => {
             let slide_ms = interval_ms(args[0])?;
             let width_ms = interval_ms(args[1])?;
             if slide_ms > width_ms || width_ms % slide_ms != 0 {
                 return Err(SqlError::at_span(
                     args[1].span(),
-                    format!("hop width ({width_ms} ms) must be a whole multiple of its slide ({slide_ms} ms)"),
+                    format!(
+                        "hop width ({width_ms} ms) must be a whole multiple of its slide ({slide_ms} ms)"
+                    ),
                 ));
             }
             if width_ms / slide_ms > 1_000 {
@@ -357,7 +411,9 @@ fn window_call(expr: &Expr) -> Result<Option<WindowKind>, SqlError> {
             }
             WindowKind::Hop { slide_ms, width_ms }
         }
-        _ => WindowKind::Session { gap_ms: interval_ms(args[0])? },
+        _ => WindowKind::Session {
+            gap_ms: interval_ms(args[0])?,
+        },
     };
     Ok(Some(kind))
 }
@@ -441,7 +497,10 @@ impl VisitorMut for FinalRewriter {
                 let name = function_name(f);
                 let span = expr.span();
                 if WINDOW_FUNCTIONS.contains(&name.as_str()) {
-                    return self.fail(span, format!("`{text}` differs from the window in GROUP BY"));
+                    return self.fail(
+                        span,
+                        format!("`{text}` differs from the window in GROUP BY"),
+                    );
                 }
                 if !is_aggregate_name(&name) {
                     return ControlFlow::Continue(());
@@ -452,9 +511,15 @@ impl VisitorMut for FinalRewriter {
                         format!("aggregate `{name}` cannot be merged across micro-batches; use count, sum, min, max or avg"),
                     );
                 }
-                let Expr::Function(f) = expr else { unreachable!() };
+                let Expr::Function(f) = expr else {
+                    unreachable!()
+                };
                 if f.over.is_some() {
-                    return self.fail(span, "OVER windows are not supported; use tumble, hop or session in GROUP BY".to_string());
+                    return self.fail(
+                        span,
+                        "OVER windows are not supported; use tumble, hop or session in GROUP BY"
+                            .to_string(),
+                    );
                 }
                 if let FunctionArguments::List(list) = &f.args {
                     if list.duplicate_treatment == Some(DuplicateTreatment::Distinct) {
@@ -475,7 +540,8 @@ impl VisitorMut for FinalRewriter {
                         let mut sum = f.clone();
                         sum.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("sum"))]);
                         let mut count = f.clone();
-                        count.name = ObjectName(vec![ObjectNamePart::Identifier(Ident::new("count"))]);
+                        count.name =
+                            ObjectName(vec![ObjectNamePart::Identifier(Ident::new("count"))]);
                         let s = self.push_partial(sum.to_string(), Merge::Sum);
                         let c = self.push_partial(count.to_string(), Merge::Sum);
                         format!("(CAST(__a{s} AS DOUBLE) / NULLIF(__a{c}, 0))")
@@ -488,14 +554,18 @@ impl VisitorMut for FinalRewriter {
                 let span = ident.span;
                 self.fail(
                     span,
-                    format!("column `{text}` must be a GROUP BY key or be used inside an aggregate"),
+                    format!(
+                        "column `{text}` must be a GROUP BY key or be used inside an aggregate"
+                    ),
                 )
             }
             Expr::CompoundIdentifier(_) => {
                 let span = expr.span();
                 self.fail(
                     span,
-                    format!("column `{text}` must be a GROUP BY key or be used inside an aggregate"),
+                    format!(
+                        "column `{text}` must be a GROUP BY key or be used inside an aggregate"
+                    ),
                 )
             }
             _ => ControlFlow::Continue(()),

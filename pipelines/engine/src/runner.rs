@@ -1,7 +1,7 @@
 //! Running a pipeline continuously on a tokio task.
 
 use crate::error::PipelineError;
-use crate::pipeline::{rows_of, Pipeline, PipelineStats, ResultRow, Update};
+use crate::pipeline::{Pipeline, PipelineStats, ResultRow, Update, rows_of};
 use copycar_events::EventSource;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};

@@ -49,7 +49,12 @@ pub(crate) fn group_id(tenant: &str, keys: &[Value]) -> String {
 }
 
 /// True when every window of an event at `ts` is past the allowed lateness.
-pub(crate) fn is_expired(window: WindowKind, ts: i64, watermark: Option<i64>, lateness: i64) -> bool {
+pub(crate) fn is_expired(
+    window: WindowKind,
+    ts: i64,
+    watermark: Option<i64>,
+    lateness: i64,
+) -> bool {
     match watermark {
         None => false,
         Some(wm) => window.latest_end(ts).saturating_add(lateness) <= wm,

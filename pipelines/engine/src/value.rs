@@ -142,15 +142,15 @@ pub(crate) fn json_of(array: &ArrayRef, row: usize) -> Result<serde_json::Value>
         ScalarValue::TimestampMillisecond(Some(v), _) => J::from(v),
         ScalarValue::TimestampMicrosecond(Some(v), _) => J::from(v / 1_000),
         ScalarValue::TimestampNanosecond(Some(v), _) => J::from(v / 1_000_000),
-        ScalarValue::Decimal128(Some(v), _, scale) => {
-            J::from(v as f64 / 10f64.powi(scale.into()))
-        }
+        ScalarValue::Decimal128(Some(v), _, scale) => J::from(v as f64 / 10f64.powi(scale.into())),
         other => match Value::from_array(&other.to_array()?, 0)? {
             Value::Null => J::Null,
             Value::Bool(b) => J::from(b),
             Value::Int(i) => J::from(i),
             Value::UInt(u) => J::from(u),
-            Value::Float(f) => serde_json::Number::from_f64(f).map(J::Number).unwrap_or(J::Null),
+            Value::Float(f) => serde_json::Number::from_f64(f)
+                .map(J::Number)
+                .unwrap_or(J::Null),
             Value::Str(s) => J::from(s),
         },
     };
@@ -169,13 +169,25 @@ mod tests {
 
     #[test]
     fn merge_sums_and_compares() {
-        assert_eq!(Value::Int(3).merge(Value::Int(4), Merge::Sum), Value::Int(7));
-        assert_eq!(Value::Int(3).merge(Value::Int(4), Merge::Min), Value::Int(3));
-        assert_eq!(Value::Int(3).merge(Value::Int(4), Merge::Max), Value::Int(4));
+        assert_eq!(
+            Value::Int(3).merge(Value::Int(4), Merge::Sum),
+            Value::Int(7)
+        );
+        assert_eq!(
+            Value::Int(3).merge(Value::Int(4), Merge::Min),
+            Value::Int(3)
+        );
+        assert_eq!(
+            Value::Int(3).merge(Value::Int(4), Merge::Max),
+            Value::Int(4)
+        );
         assert_eq!(
             Value::Str("b".into()).merge(Value::Str("a".into()), Merge::Min),
             Value::Str("a".into())
         );
-        assert_eq!(Value::Float(0.5).merge(Value::Int(1), Merge::Sum), Value::Float(1.5));
+        assert_eq!(
+            Value::Float(0.5).merge(Value::Int(1), Merge::Sum),
+            Value::Float(1.5)
+        );
     }
 }

@@ -2,10 +2,10 @@
 //! sequences, with results checked against values computed by hand.
 //!
 //! Each request of `fixtures/apache_logs_head.csv` becomes one event of
-//! tenant `acme`: the client address is the recipient, the first path
-//! segment the campaign, the byte count a property, and the type follows
-//! the response: 404 is a bounce, 304 a delivery, a 200 for an image an
-//! open and any other 200 a click.
+//! tenant `acme`. The client address is the recipient, the first path
+//! segment the campaign and the byte count a property. The type follows the
+//! response: 404 is a bounce, 304 a delivery, a 200 for an image an open and
+//! any other 200 a click.
 
 use copycar_events::{Event, EventLog, EventType, LogOptions, StoredEvent};
 use copycar_pipelines::{
@@ -43,16 +43,28 @@ fn trace_events() -> Vec<Event> {
         .skip(1)
         .map(|line| {
             let fields: Vec<&str> = line.split(',').collect();
-            let (ip, time, path, status, bytes) = (fields[0], fields[1], fields[3], fields[5], fields[6]);
+            let (ip, time, path, status, bytes) =
+                (fields[0], fields[1], fields[3], fields[5], fields[6]);
             let bare = path.split('?').next().unwrap();
             let event_type = match status {
                 "404" => EventType::Bounce,
                 "304" => EventType::Delivered,
-                _ if [".png", ".jpg", ".gif", ".ico"].iter().any(|x| bare.ends_with(x)) => EventType::Open,
+                _ if [".png", ".jpg", ".gif", ".ico"]
+                    .iter()
+                    .any(|x| bare.ends_with(x)) =>
+                {
+                    EventType::Open
+                }
                 _ => EventType::Click,
             };
             let mut event = Event::new("acme", event_type, parse_time(time));
-            let segment = path.split('/').nth(1).unwrap_or("").split('?').next().unwrap();
+            let segment = path
+                .split('/')
+                .nth(1)
+                .unwrap_or("")
+                .split('?')
+                .next()
+                .unwrap();
             event.campaign = (!segment.is_empty()).then(|| segment.to_string());
             event.recipient = Some(ip.to_string());
             event
@@ -80,11 +92,14 @@ fn source(extra: &str, columns: &str) -> String {
     )
 }
 
-const ALL_COLUMNS: &str = "tenant TEXT, type TEXT, campaign TEXT, recipient TEXT, occurred_at TIMESTAMP, properties JSON";
+const ALL_COLUMNS: &str =
+    "tenant TEXT, type TEXT, campaign TEXT, recipient TEXT, occurred_at TIMESTAMP, properties JSON";
 
 async fn open(name: &str, sql: &str, dir: &Path) -> Pipeline {
     let spec = parse_pipeline(name, sql).unwrap_or_else(|e| panic!("{e}"));
-    Pipeline::open(spec, sql, dir).await.unwrap_or_else(|e| panic!("{e}"))
+    Pipeline::open(spec, sql, dir)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Feeds `events` in micro-batches of `size`, then a heartbeat an hour of
@@ -96,7 +111,10 @@ async fn run(pipeline: &mut Pipeline, events: &[StoredEvent], size: usize) {
     pipeline.heartbeat(1_000 + 3_600_000 * 2).await.unwrap();
 }
 
-fn by_window_and<'a>(rows: &'a [ResultRow], column: &str) -> BTreeMap<(i64, String), &'a ResultRow> {
+fn by_window_and<'a>(
+    rows: &'a [ResultRow],
+    column: &str,
+) -> BTreeMap<(i64, String), &'a ResultRow> {
     rows.iter()
         .map(|r| {
             let key = r.row[column].as_str().unwrap_or("").to_string();
@@ -133,7 +151,10 @@ async fn tumble_counts_trace_per_campaign() {
     assert_eq!(presentations["largest"], json!(1_168_622));
     let mean = presentations["mean_bytes"].as_f64().unwrap();
     assert!((mean - 4_400_563.0 / 23.0).abs() < 1e-6);
-    assert_eq!(presentations["window"], json!({"start": HOUR_10, "end": HOUR_10 + 900_000}));
+    assert_eq!(
+        presentations["window"],
+        json!({"start": HOUR_10, "end": HOUR_10 + 900_000})
+    );
     assert_eq!(presentations["tenant"], json!("acme"));
 
     let blog = &rows[&(HOUR_10, "blog".to_string())].row;
@@ -188,14 +209,26 @@ async fn session_groups_trace_per_recipient() {
     assert_eq!(rows.len(), 31);
     let mut sizes: BTreeMap<i64, usize> = BTreeMap::new();
     for row in &rows {
-        *sizes.entry(row.row["requests"].as_i64().unwrap()).or_default() += 1;
+        *sizes
+            .entry(row.row["requests"].as_i64().unwrap())
+            .or_default() += 1;
     }
-    let expected: BTreeMap<i64, usize> =
-        [(1, 15), (2, 5), (3, 3), (4, 1), (5, 1), (6, 4), (10, 1), (23, 1)].into_iter().collect();
+    let expected: BTreeMap<i64, usize> = [
+        (1, 15),
+        (2, 5),
+        (3, 3),
+        (4, 1),
+        (5, 1),
+        (6, 4),
+        (10, 1),
+        (23, 1),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(sizes, expected);
 
-    // One recipient with two requests 135 seconds apart in total: a session
-    // runs from its first event to the last one plus the gap.
+    // This recipient made two requests 15 seconds apart: the session runs
+    // from the first to the last plus the 2-minute gap.
     let two = rows
         .iter()
         .find(|r| r.row["recipient"] == json!("10.117.11.0"))
@@ -223,7 +256,12 @@ FROM events GROUP BY window, campaign;";
 
 fn counts(rows: &[ResultRow]) -> BTreeMap<i64, (i64, bool)> {
     rows.iter()
-        .map(|r| (r.window_start / 1_000, (r.row["sent"].as_i64().unwrap(), r.closed)))
+        .map(|r| {
+            (
+                r.window_start / 1_000,
+                (r.row["sent"].as_i64().unwrap(), r.closed),
+            )
+        })
         .collect()
 }
 
@@ -231,7 +269,11 @@ fn counts(rows: &[ResultRow]) -> BTreeMap<i64, (i64, bool)> {
 async fn late_event_within_lateness_updates_window() {
     let dir = tempfile::tempdir().unwrap();
     let mut pipeline = open("late", MINUTE_COUNTS, dir.path()).await;
-    let events = stored(vec![event_at("acme", 0), event_at("acme", 70), event_at("acme", 10)]);
+    let events = stored(vec![
+        event_at("acme", 0),
+        event_at("acme", 70),
+        event_at("acme", 10),
+    ]);
 
     pipeline.process(&events[0..2], 0).await.unwrap();
     assert_eq!(counts(&pipeline.rows("acme"))[&0], (1, true));
@@ -250,7 +292,12 @@ async fn late_event_within_lateness_updates_window() {
 async fn event_past_lateness_is_dropped_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let mut pipeline = open("dropped", MINUTE_COUNTS, dir.path()).await;
-    let events = stored(vec![event_at("acme", 0), event_at("acme", 200), event_at("acme", 20), event_at("acme", 150)]);
+    let events = stored(vec![
+        event_at("acme", 0),
+        event_at("acme", 200),
+        event_at("acme", 20),
+        event_at("acme", 150),
+    ]);
 
     pipeline.process(&events[0..2], 0).await.unwrap();
     // Watermark 200 s: [0, 60) expired at 90 s; [120, 180) still accepts
@@ -269,7 +316,10 @@ async fn event_past_lateness_is_dropped_and_counted() {
 async fn idle_heartbeat_closes_windows() {
     let dir = tempfile::tempdir().unwrap();
     let mut pipeline = open("idle", MINUTE_COUNTS, dir.path()).await;
-    pipeline.process(&stored(vec![event_at("acme", 5)]), 1_000).await.unwrap();
+    pipeline
+        .process(&stored(vec![event_at("acme", 5)]), 1_000)
+        .await
+        .unwrap();
     assert_eq!(counts(&pipeline.rows("acme"))[&0], (1, false));
 
     // The default idle timeout is 5 s: before it nothing moves.
@@ -287,7 +337,11 @@ async fn idle_heartbeat_closes_windows() {
 async fn tenants_stay_apart() {
     let dir = tempfile::tempdir().unwrap();
     let mut pipeline = open("tenants", MINUTE_COUNTS, dir.path()).await;
-    let events = stored(vec![event_at("acme", 1), event_at("globex", 2), event_at("acme", 3)]);
+    let events = stored(vec![
+        event_at("acme", 1),
+        event_at("globex", 2),
+        event_at("acme", 3),
+    ]);
     pipeline.process(&events, 0).await.unwrap();
 
     let acme = pipeline.rows("acme");
@@ -326,7 +380,9 @@ async fn restart_resumes_from_checkpoint_exactly() {
     run(&mut second, &events, 8).await;
 
     let strip = |rows: Vec<ResultRow>| -> Vec<(i64, serde_json::Value)> {
-        rows.into_iter().map(|r| (r.window_start, serde_json::Value::Object(r.row))).collect()
+        rows.into_iter()
+            .map(|r| (r.window_start, serde_json::Value::Object(r.row)))
+            .collect()
     };
     assert_eq!(strip(second.rows("acme")), strip(straight.rows("acme")));
     assert_eq!(second.stats().events_read, 100);
@@ -347,17 +403,29 @@ async fn handle_reads_log_and_pushes_updates() {
         max_batch: 16,
         ..RunOptions::default()
     };
-    let handle = PipelineHandle::start(open("live", &sql, state_dir.path()).await, log.clone(), options.clone());
+    let handle = PipelineHandle::start(
+        open("live", &sql, state_dir.path()).await,
+        log.clone(),
+        options.clone(),
+    );
     let mut updates = handle.subscribe();
     wait_for_offset(&handle, 40).await;
     handle.stop().await.unwrap();
 
     // Append the rest while stopped; the restarted pipeline reads it once.
     log.append_batch(trace_events()[40..].to_vec()).unwrap();
-    let handle = PipelineHandle::start(open("live", &sql, state_dir.path()).await, log.clone(), options);
+    let handle = PipelineHandle::start(
+        open("live", &sql, state_dir.path()).await,
+        log.clone(),
+        options,
+    );
     let mut later = handle.subscribe();
     wait_for_offset(&handle, 100).await;
-    let total: i64 = handle.rows("acme").iter().map(|r| r.row["requests"].as_i64().unwrap()).sum();
+    let total: i64 = handle
+        .rows("acme")
+        .iter()
+        .map(|r| r.row["requests"].as_i64().unwrap())
+        .sum();
     assert_eq!(total, 100);
     assert_eq!(handle.stats().events_read, 100);
     handle.stop().await.unwrap();
@@ -375,7 +443,10 @@ async fn wait_for_offset(handle: &PipelineHandle, offset: u64) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("pipeline did not reach offset {offset}: {:?}", handle.stats());
+    panic!(
+        "pipeline did not reach offset {offset}: {:?}",
+        handle.stats()
+    );
 }
 
 fn error_of(sql: &str) -> SqlError {
@@ -395,25 +466,37 @@ fn sql_errors_point_at_line_and_column() {
     let bad_option = "CREATE TABLE events (tenant TEXT) WITH (\n  connector = 'event_log',\n  lateness = '5 minutes'\n);";
     let e = error_of(bad_option);
     assert_eq!((e.line, e.column), (3, 3), "{e}");
-    assert!(e.message.contains("unknown source option `lateness`"), "{e}");
+    assert!(
+        e.message.contains("unknown source option `lateness`"),
+        "{e}"
+    );
 
     let header = "CREATE TABLE events (tenant TEXT, occurred_at TIMESTAMP)\nWITH (connector = 'event_log', type = 'source');\n";
-    let bad_interval = format!("{header}SELECT count(*),\n       tumble(INTERVAL 'soon') AS w\nFROM events GROUP BY w;");
+    let bad_interval = format!(
+        "{header}SELECT count(*),\n       tumble(INTERVAL 'soon') AS w\nFROM events GROUP BY w;"
+    );
     let e = error_of(&bad_interval);
     assert_eq!((e.line, e.column), (4, 24), "{e}");
     assert!(e.message.contains("is not a fixed interval"), "{e}");
 
-    let not_grouped = format!("{header}SELECT tumble(INTERVAL '1 minute') AS w,\n  campaign, count(*)\nFROM events GROUP BY w;");
+    let not_grouped = format!(
+        "{header}SELECT tumble(INTERVAL '1 minute') AS w,\n  campaign, count(*)\nFROM events GROUP BY w;"
+    );
     let e = error_of(&not_grouped);
     assert_eq!((e.line, e.column), (4, 3), "{e}");
-    assert!(e.message.contains("`campaign` must be a GROUP BY key"), "{e}");
+    assert!(
+        e.message.contains("`campaign` must be a GROUP BY key"),
+        "{e}"
+    );
 
     let no_window = format!("{header}SELECT campaign, count(*) FROM events\nGROUP BY campaign;");
     let e = error_of(&no_window);
     assert_eq!((e.line, e.column), (4, 10), "{e}");
     assert!(e.message.contains("GROUP BY has no window"), "{e}");
 
-    let syntax = format!("{header}SELECT count(*) FROM events\nGROUP BY tumble(INTERVAL '1 minute'),, campaign;");
+    let syntax = format!(
+        "{header}SELECT count(*) FROM events\nGROUP BY tumble(INTERVAL '1 minute'),, campaign;"
+    );
     let e = error_of(&syntax);
     assert_eq!(e.line, 4, "{e}");
     assert!(e.column > 30, "{e}");
@@ -422,7 +505,9 @@ fn sql_errors_point_at_line_and_column() {
     let e = error_of(bad_watermark);
     assert_eq!((e.line, e.column), (3, 32), "{e}");
 
-    let distinct = format!("{header}SELECT tumble(INTERVAL '1 minute') AS w, count(DISTINCT recipient)\nFROM events GROUP BY w;");
+    let distinct = format!(
+        "{header}SELECT tumble(INTERVAL '1 minute') AS w, count(DISTINCT recipient)\nFROM events GROUP BY w;"
+    );
     let e = error_of(&distinct);
     assert_eq!((e.line, e.column), (3, 42), "{e}");
 }
@@ -441,7 +526,14 @@ fn shipped_pipelines_parse() {
         }
     }
     names.sort();
-    assert_eq!(names, ["campaign_hourly", "sender_domain_health", "variant_comparison"]);
+    assert_eq!(
+        names,
+        [
+            "campaign_hourly",
+            "sender_domain_health",
+            "variant_comparison"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -452,9 +544,14 @@ async fn shipped_sender_domain_pipeline_computes_rates() {
     let mut pipeline = open("sender_domain_health", &sql, dir.path()).await;
 
     let mut events = Vec::new();
-    for (i, kind) in ["sent", "sent", "sent", "sent", "bounce", "complaint"].iter().enumerate() {
+    for (i, kind) in ["sent", "sent", "sent", "sent", "bounce", "complaint"]
+        .iter()
+        .enumerate()
+    {
         let mut event = Event::new("acme", kind.parse().unwrap(), HOUR_10 + i as i64 * 1_000);
-        event.properties.insert("sender_domain".into(), json!("mail.example.com"));
+        event
+            .properties
+            .insert("sender_domain".into(), json!("mail.example.com"));
         events.push(event);
     }
     events.push(Event::new("acme", EventType::Sent, HOUR_10 + 10_000));
