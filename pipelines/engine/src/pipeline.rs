@@ -438,7 +438,11 @@ impl Pipeline {
         for index in 0..self.outputs.len() {
             for r in &retracted[index] {
                 let key = row_key(&self.outputs[index].spec.sink, &r.group, r.start);
-                self.state.results.remove(&key);
+                // A session created and absorbed in the same step was never
+                // published, so it needs no delete.
+                if self.state.results.remove(&key).is_none() {
+                    continue;
+                }
                 updates.push(Update {
                     pipeline: self.spec.name.clone(),
                     output: self.outputs[index].spec.sink.clone(),

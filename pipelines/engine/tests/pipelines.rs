@@ -567,3 +567,49 @@ async fn shipped_sender_domain_pipeline_computes_rates() {
         assert_eq!(row.row["complaint_rate"], json!(0.25));
     }
 }
+
+#[tokio::test]
+async fn datafusion_errors_point_at_statement() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = "CREATE TABLE events (tenant TEXT, type TEXT, occurred_at TIMESTAMP)
+WITH (connector = 'event_log', type = 'source');
+CREATE TABLE out WITH (connector = 'preview', type = 'sink');
+INSERT INTO out
+SELECT tumble(INTERVAL '1 minute') AS w, count(*) FILTER (WHERE colour = 'red') AS red
+FROM events GROUP BY w;";
+    let spec = parse_pipeline("unknown_column", sql).unwrap();
+    let error = match Pipeline::open(spec, sql, dir.path()).await {
+        Ok(_) => panic!("an unknown column must not plan"),
+        Err(e) => e,
+    };
+    let copycar_pipelines::PipelineError::Sql { source, .. } = &error else {
+        panic!("expected a SQL error, got {error}");
+    };
+    assert_eq!((source.line, source.column), (5, 1), "{source}");
+    assert!(source.message.contains("colour"), "{source}");
+}
+
+#[tokio::test]
+async fn session_merge_deletes_absorbed_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = "CREATE TABLE events (tenant TEXT, type TEXT, recipient TEXT, occurred_at TIMESTAMP,
+  WATERMARK FOR occurred_at AS occurred_at - INTERVAL '1 hour')
+WITH (connector = 'event_log', type = 'source');
+CREATE TABLE out WITH (connector = 'preview', type = 'sink');
+INSERT INTO out SELECT session(INTERVAL '10 seconds') AS window, count(*) AS events
+FROM events GROUP BY window;";
+    let mut pipeline = open("sessions", sql, dir.path()).await;
+    let events = stored(vec![event_at("acme", 0), event_at("acme", 16), event_at("acme", 8)]);
+    pipeline.process(&events[0..2], 0).await.unwrap();
+    assert_eq!(pipeline.rows("acme").len(), 2);
+
+    // 8 s is within 10 s of both sessions, so they become one: the row of
+    // the session that started at 16 s is deleted.
+    let updates = pipeline.process(&events[2..3], 0).await.unwrap();
+    let deletes: Vec<_> = updates.iter().filter(|u| u.op == UpdateOp::Delete).collect();
+    assert_eq!(deletes.len(), 1);
+    let rows = pipeline.rows("acme");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].row["events"], json!(3));
+    assert_eq!(rows[0].row["window"], json!({"start": 0, "end": 26_000}));
+}
