@@ -385,17 +385,17 @@ const SINK_CONNECTORS: [&str; 6] = [
 
 fn check_sink_options(options: &[TableOption]) -> Result<(), SqlError> {
     let connector = options.iter().find(|o| o.key == "connector");
-    if let Some(option) = connector {
-        if !SINK_CONNECTORS.contains(&option.value.as_str()) {
-            return Err(SqlError::at_span(
-                option.span,
-                format!(
-                    "sink connector `{}` is not supported; use one of {}",
-                    option.value,
-                    SINK_CONNECTORS.join(", ")
-                ),
-            ));
-        }
+    if let Some(option) = connector
+        && !SINK_CONNECTORS.contains(&option.value.as_str())
+    {
+        return Err(SqlError::at_span(
+            option.span,
+            format!(
+                "sink connector `{}` is not supported; use one of {}",
+                option.value,
+                SINK_CONNECTORS.join(", ")
+            ),
+        ));
     }
     Ok(())
 }
@@ -565,14 +565,14 @@ fn source_spec(
 /// into milliseconds.
 pub(crate) fn parse_duration(text: &str) -> Option<i64> {
     let words: Vec<&str> = text.split_whitespace().collect();
-    if words.is_empty() || words.len() % 2 != 0 {
+    if words.is_empty() || !words.len().is_multiple_of(2) {
         return None;
     }
     let mut total: i64 = 0;
     for pair in words.chunks(2) {
         let amount: f64 = pair[0].parse().ok()?;
         let unit = unit_ms(pair[1])?;
-        if !(amount >= 0.0) {
+        if amount.is_nan() || amount < 0.0 {
             return None;
         }
         total = total.checked_add((amount * unit as f64).round() as i64)?;

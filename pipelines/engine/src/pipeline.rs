@@ -587,12 +587,12 @@ impl Pipeline {
         drop(file);
         fs::rename(&tmp, &self.checkpoint_path)
             .map_err(|e| error("rename", &self.checkpoint_path, e))?;
-        if let Some(dir) = self.checkpoint_path.parent() {
-            if let Ok(dir_file) = fs::File::open(dir) {
-                dir_file
-                    .sync_all()
-                    .map_err(|e| error("sync the directory of", dir, e))?;
-            }
+        if let Some(dir) = self.checkpoint_path.parent()
+            && let Ok(dir_file) = fs::File::open(dir)
+        {
+            dir_file
+                .sync_all()
+                .map_err(|e| error("sync the directory of", dir, e))?;
         }
         Ok(())
     }

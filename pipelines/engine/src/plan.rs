@@ -328,10 +328,10 @@ fn resolve_group_item(expr: &Expr, projection: &[SelectItem]) -> Result<Expr, Sq
         Expr::Identifier(ident) => {
             let name = normalize(&ident.value, ident.quote_style);
             for item in projection {
-                if let SelectItem::ExprWithAlias { expr: e, alias } = item {
-                    if normalize(&alias.value, alias.quote_style) == name {
-                        return Ok(e.clone());
-                    }
+                if let SelectItem::ExprWithAlias { expr: e, alias } = item
+                    && normalize(&alias.value, alias.quote_style) == name
+                {
+                    return Ok(e.clone());
                 }
             }
             Ok(expr.clone())
@@ -429,13 +429,13 @@ fn check_no_aggregate(expr: &Expr) -> Result<(), SqlError> {
     impl Visitor for Finder {
         type Break = SqlError;
         fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<SqlError> {
-            if let Expr::Function(f) = expr {
-                if is_aggregate_name(&function_name(f)) {
-                    return ControlFlow::Break(SqlError::at_span(
-                        expr.span(),
-                        "an aggregate cannot be a GROUP BY key",
-                    ));
-                }
+            if let Expr::Function(f) = expr
+                && is_aggregate_name(&function_name(f))
+            {
+                return ControlFlow::Break(SqlError::at_span(
+                    expr.span(),
+                    "an aggregate cannot be a GROUP BY key",
+                ));
             }
             ControlFlow::Continue(())
         }
@@ -521,13 +521,13 @@ impl VisitorMut for FinalRewriter {
                             .to_string(),
                     );
                 }
-                if let FunctionArguments::List(list) = &f.args {
-                    if list.duplicate_treatment == Some(DuplicateTreatment::Distinct) {
-                        return self.fail(
-                            span,
-                            format!("`{name}(DISTINCT ...)` cannot be merged across micro-batches"),
-                        );
-                    }
+                if let FunctionArguments::List(list) = &f.args
+                    && list.duplicate_treatment == Some(DuplicateTreatment::Distinct)
+                {
+                    return self.fail(
+                        span,
+                        format!("`{name}(DISTINCT ...)` cannot be merged across micro-batches"),
+                    );
                 }
                 let replacement = match name.as_str() {
                     "count" | "sum" => {
