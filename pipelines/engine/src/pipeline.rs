@@ -395,8 +395,29 @@ impl Pipeline {
         if idle < self.spec.source.idle_timeout_ms {
             return Ok(Vec::new());
         }
+        // Move only when a window would close or expire, so an idle
+        // pipeline does not rewrite its checkpoint on every poll.
+        let candidate = max + idle - self.spec.source.watermark_delay_ms;
+        let lateness = self.spec.source.allowed_lateness_ms;
+        let deadline = self
+            .state
+            .outputs
+            .iter()
+            .flat_map(|s| s.groups.values())
+            .flat_map(|g| g.windows.values())
+            .map(|w| {
+                if w.closed {
+                    w.end.saturating_add(lateness)
+                } else {
+                    w.end
+                }
+            })
+            .min();
+        if deadline.is_none_or(|d| candidate < d) {
+            return Ok(Vec::new());
+        }
         let before = self.state.watermark;
-        self.raise_watermark(max + idle - self.spec.source.watermark_delay_ms);
+        self.raise_watermark(candidate);
         if self.state.watermark == before {
             return Ok(Vec::new());
         }
