@@ -1,0 +1,695 @@
+//! One running pipeline: micro-batches of events in, window state merged,
+//! result rows upserted, state and consumer offset checkpointed together.
+
+use crate::batch::{ExtractJsonString, SlotTable, events_to_batch, source_schema};
+use crate::error::{PipelineError, SqlError};
+use crate::parse::PipelineSpec;
+use crate::plan::OutputSpec;
+use crate::state::{OutputState, Retraction, WindowRef, is_expired};
+use crate::value::{Value, json_of};
+use copycar_events::StoredEvent;
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// A change to one result row, pushed to subscribers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Update {
+    pub pipeline: String,
+    /// The sink table the row belongs to.
+    pub output: String,
+    pub tenant: String,
+    /// Identifies the row within the output: group key and window start.
+    pub key: String,
+    /// Upsert or delete (a session merged into another).
+    pub op: UpdateOp,
+    /// The row; null for a delete.
+    pub row: Option<serde_json::Map<String, serde_json::Value>>,
+    /// True once the watermark passed the window end. A late event within
+    /// the allowed lateness can still update a closed row.
+    pub closed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpdateOp {
+    Upsert,
+    Delete,
+}
+
+/// A current result row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRow {
+    pub output: String,
+    pub tenant: String,
+    pub key: String,
+    pub window_start: i64,
+    pub row: serde_json::Map<String, serde_json::Value>,
+    pub closed: bool,
+}
+
+/// Counters of one pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PipelineStats {
+    /// The next log offset to read.
+    pub next_offset: u64,
+    pub watermark: Option<i64>,
+    pub events_read: u64,
+    /// Per output: events dropped because all their windows were past the
+    /// allowed lateness.
+    pub dropped_late: BTreeMap<String, u64>,
+    pub open_windows: usize,
+}
+
+/// Everything that survives a restart, written atomically in one file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    fingerprint: String,
+    next_offset: u64,
+    watermark: Option<i64>,
+    max_event_time: Option<i64>,
+    /// Wall-clock time of the last event read, for idle heartbeats.
+    last_event_wall_ms: i64,
+    events_read: u64,
+    outputs: Vec<OutputState>,
+    results: BTreeMap<String, ResultRow>,
+}
+
+struct OutputRuntime {
+    spec: OutputSpec,
+    partial: LogicalPlan,
+    final_plan: LogicalPlan,
+    /// Types of `__k{i}` then `__a{i}`, from the partial query's schema.
+    state_schema: SchemaRef,
+}
+
+/// A pipeline and its state. The caller feeds it events in offset order
+/// ([`Pipeline::process`]) and calls [`Pipeline::heartbeat`] when no events
+/// arrive; [`crate::PipelineHandle`] does both on a task.
+pub struct Pipeline {
+    spec: PipelineSpec,
+    ctx: SessionContext,
+    source_slot: Arc<Mutex<Vec<RecordBatch>>>,
+    source_schema: SchemaRef,
+    state_slots: Vec<Arc<Mutex<Vec<RecordBatch>>>>,
+    outputs: Vec<OutputRuntime>,
+    state: Checkpoint,
+    results: Arc<RwLock<BTreeMap<String, ResultRow>>>,
+    checkpoint_path: PathBuf,
+}
+
+impl Pipeline {
+    /// Plans the pipeline on DataFusion and restores its checkpoint from
+    /// `state_dir` when one exists.
+    pub async fn open(
+        spec: PipelineSpec,
+        sql: &str,
+        state_dir: &Path,
+    ) -> Result<Pipeline, PipelineError> {
+        let name = spec.name.clone();
+        let df = |phase: &'static str| {
+            let name = name.clone();
+            move |source: DataFusionError| PipelineError::DataFusion {
+                pipeline: name,
+                phase,
+                source,
+            }
+        };
+
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+        ctx.register_udf(ScalarUDF::from(ExtractJsonString::new()));
+        let source_schema = source_schema(&spec.source.columns);
+        let source_table = SlotTable::new(source_schema.clone());
+        let source_slot = source_table.slot();
+        ctx.register_table(spec.source.name.as_str(), Arc::new(source_table))
+            .map_err(df("registering the source"))?;
+        for view in &spec.views {
+            ctx.sql(view).await.map_err(df("creating a view"))?;
+        }
+
+        let mut outputs = Vec::new();
+        let mut state_slots = Vec::new();
+        for output in &spec.outputs {
+            let sql_error = |e: DataFusionError| PipelineError::Sql {
+                pipeline: name.clone(),
+                source: SqlError::at(output.position.0, output.position.1, datafusion_message(&e)),
+            };
+            let partial = ctx
+                .state()
+                .create_logical_plan(&output.partial_sql)
+                .await
+                .map_err(sql_error)?;
+
+            // The state table: tenant, window bounds, then the partial
+            // query's key and aggregate columns with their types.
+            let partial_schema = partial.schema();
+            let mut fields = vec![
+                Field::new("__tenant", DataType::Utf8, false),
+                Field::new("__wstart", DataType::Int64, false),
+                Field::new("__wend", DataType::Int64, false),
+            ];
+            for field in partial_schema.fields().iter().skip(2) {
+                fields.push(Field::new(field.name(), field.data_type().clone(), true));
+            }
+            let state_schema = Arc::new(Schema::new(fields));
+            let state_table = SlotTable::new(state_schema.clone());
+            state_slots.push(state_table.slot());
+            let state_ctx = ctx.clone();
+            state_ctx
+                .deregister_table("__state")
+                .map_err(df("planning the final query"))?;
+            state_ctx
+                .register_table("__state", Arc::new(state_table))
+                .map_err(df("planning the final query"))?;
+            let final_plan = ctx
+                .state()
+                .create_logical_plan(&output.final_sql)
+                .await
+                .map_err(sql_error)?;
+            outputs.push(OutputRuntime {
+                spec: output.clone(),
+                partial,
+                final_plan,
+                state_schema,
+            });
+        }
+
+        fs::create_dir_all(state_dir).map_err(|source| PipelineError::Checkpoint {
+            pipeline: name.clone(),
+            action: "create the directory of",
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let checkpoint_path = state_dir.join(format!("{name}.checkpoint.json"));
+        let fingerprint = fingerprint(sql);
+        let state = match fs::read(&checkpoint_path) {
+            Ok(bytes) => {
+                let state: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
+                    PipelineError::CorruptCheckpoint {
+                        pipeline: name.clone(),
+                        path: checkpoint_path.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+                if state.fingerprint != fingerprint || state.outputs.len() != outputs.len() {
+                    return Err(PipelineError::CorruptCheckpoint {
+                        pipeline: name.clone(),
+                        path: checkpoint_path.clone(),
+                        message: "it was written by a different version of the pipeline's SQL; delete it to recompute from the start of the log".to_string(),
+                    });
+                }
+                tracing::info!(pipeline = %name, next_offset = state.next_offset, "restored checkpoint");
+                state
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Checkpoint {
+                fingerprint,
+                outputs: vec![OutputState::default(); outputs.len()],
+                ..Checkpoint::default()
+            },
+            Err(source) => {
+                return Err(PipelineError::Checkpoint {
+                    pipeline: name,
+                    action: "read",
+                    path: checkpoint_path,
+                    source,
+                });
+            }
+        };
+        let results = Arc::new(RwLock::new(state.results.clone()));
+
+        Ok(Pipeline {
+            spec,
+            ctx,
+            source_slot,
+            source_schema,
+            state_slots,
+            outputs,
+            state,
+            results,
+            checkpoint_path,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// The next log offset this pipeline reads.
+    pub fn next_offset(&self) -> u64 {
+        self.state.next_offset
+    }
+
+    pub fn watermark(&self) -> Option<i64> {
+        self.state.watermark
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            next_offset: self.state.next_offset,
+            watermark: self.state.watermark,
+            events_read: self.state.events_read,
+            dropped_late: self
+                .outputs
+                .iter()
+                .zip(&self.state.outputs)
+                .map(|(o, s)| (o.spec.sink.clone(), s.dropped_late))
+                .collect(),
+            open_windows: self
+                .state
+                .outputs
+                .iter()
+                .flat_map(|s| s.groups.values())
+                .map(|g| g.windows.len())
+                .sum(),
+        }
+    }
+
+    /// The shared result table, for readers on other tasks.
+    pub(crate) fn results_handle(&self) -> Arc<RwLock<BTreeMap<String, ResultRow>>> {
+        self.results.clone()
+    }
+
+    /// Current rows of `tenant`, all outputs, ordered by output, key and
+    /// window start.
+    pub fn rows(&self, tenant: &str) -> Vec<ResultRow> {
+        rows_of(&self.results, tenant)
+    }
+
+    /// Processes one micro-batch of events read from the log in offset
+    /// order, at wall-clock time `now_ms`, and checkpoints. Events below the
+    /// next offset (already processed) are skipped.
+    pub async fn process(
+        &mut self,
+        events: &[StoredEvent],
+        now_ms: i64,
+    ) -> Result<Vec<Update>, PipelineError> {
+        let fresh: Vec<&StoredEvent> = events
+            .iter()
+            .filter(|e| e.offset >= self.state.next_offset)
+            .collect();
+        if fresh.is_empty() {
+            return self.heartbeat(now_ms).await;
+        }
+        let watermark = self.state.watermark;
+        let lateness = self.spec.source.allowed_lateness_ms;
+        let time_of = |e: &StoredEvent| match self.spec.source.event_time {
+            crate::parse::EventColumn::ReceivedAt => e.event.received_at,
+            _ => e.event.occurred_at,
+        };
+
+        // Late events: count the ones no output can use, and keep the rest
+        // in event-time order for DataFusion.
+        let mut batch_events: Vec<&StoredEvent> = Vec::with_capacity(fresh.len());
+        for event in &fresh {
+            let ts = time_of(event);
+            let mut used = false;
+            for (output, state) in self.outputs.iter().zip(self.state.outputs.iter_mut()) {
+                if is_expired(output.spec.window, ts, watermark, lateness) {
+                    state.dropped_late += 1;
+                } else {
+                    state.accepted += 1;
+                    used = true;
+                }
+            }
+            if used {
+                batch_events.push(event);
+            }
+        }
+        batch_events.sort_by_key(|e| time_of(e));
+
+        let mut changed: Vec<BTreeSet<WindowRef>> = vec![BTreeSet::new(); self.outputs.len()];
+        let mut retracted: Vec<Vec<Retraction>> = vec![Vec::new(); self.outputs.len()];
+        if !batch_events.is_empty() {
+            let batch = events_to_batch(
+                &self.source_schema,
+                &self.spec.source.columns,
+                &batch_events,
+            )
+            .map_err(|e| self.df_error("building a record batch", e))?;
+            *self.source_slot.lock().expect("slot lock") = vec![batch];
+            for (index, output) in self.outputs.iter().enumerate() {
+                let partials = self
+                    .ctx
+                    .execute_logical_plan(output.partial.clone())
+                    .await
+                    .map_err(|e| self.df_error("planning the partial aggregation", e))?
+                    .collect()
+                    .await
+                    .map_err(|e| self.df_error("running the partial aggregation", e))?;
+                let state = &mut self.state.outputs[index];
+                for batch in &partials {
+                    merge_partials(
+                        output,
+                        state,
+                        batch,
+                        watermark,
+                        lateness,
+                        &mut changed[index],
+                        &mut retracted[index],
+                    )
+                    .map_err(|e| PipelineError::DataFusion {
+                        pipeline: self.spec.name.clone(),
+                        phase: "merging partial aggregates",
+                        source: e,
+                    })?;
+                }
+            }
+            self.source_slot.lock().expect("slot lock").clear();
+        }
+
+        // Advance event time.
+        let batch_max = fresh.iter().map(|e| time_of(e)).max();
+        self.state.max_event_time = self.state.max_event_time.max(batch_max);
+        self.state.last_event_wall_ms = now_ms;
+        self.state.events_read += fresh.len() as u64;
+        self.state.next_offset = fresh
+            .last()
+            .map(|e| e.offset + 1)
+            .unwrap_or(self.state.next_offset);
+        if let Some(max) = self.state.max_event_time {
+            self.raise_watermark(max - self.spec.source.watermark_delay_ms);
+        }
+
+        self.finish_step(changed, retracted).await
+    }
+
+    /// Advances the watermark with the wall clock once no event has arrived
+    /// for the source's idle timeout, so windows close when traffic stops.
+    pub async fn heartbeat(&mut self, now_ms: i64) -> Result<Vec<Update>, PipelineError> {
+        let Some(max) = self.state.max_event_time else {
+            return Ok(Vec::new());
+        };
+        let idle = now_ms - self.state.last_event_wall_ms;
+        if idle < self.spec.source.idle_timeout_ms {
+            return Ok(Vec::new());
+        }
+        // Move only when a window would close or expire, so an idle
+        // pipeline does not rewrite its checkpoint on every poll.
+        let candidate = max + idle - self.spec.source.watermark_delay_ms;
+        let lateness = self.spec.source.allowed_lateness_ms;
+        let deadline = self
+            .state
+            .outputs
+            .iter()
+            .flat_map(|s| s.groups.values())
+            .flat_map(|g| g.windows.values())
+            .map(|w| {
+                if w.closed {
+                    w.end.saturating_add(lateness)
+                } else {
+                    w.end
+                }
+            })
+            .min();
+        if deadline.is_none_or(|d| candidate < d) {
+            return Ok(Vec::new());
+        }
+        let before = self.state.watermark;
+        self.raise_watermark(candidate);
+        if self.state.watermark == before {
+            return Ok(Vec::new());
+        }
+        let n = self.outputs.len();
+        self.finish_step(vec![BTreeSet::new(); n], vec![Vec::new(); n])
+            .await
+    }
+
+    // NOTE: one watermark covers all tenants of a pipeline, so a tenant
+    // whose events run ahead in event time can make another tenant's
+    // events late. Rows and window state are still kept per tenant.
+    fn raise_watermark(&mut self, candidate: i64) {
+        self.state.watermark = Some(self.state.watermark.map_or(candidate, |w| w.max(candidate)));
+    }
+
+    fn df_error(&self, phase: &'static str, source: DataFusionError) -> PipelineError {
+        PipelineError::DataFusion {
+            pipeline: self.spec.name.clone(),
+            phase,
+            source,
+        }
+    }
+
+    /// Closes windows at the current watermark, computes the changed rows
+    /// with the final query, evicts expired windows and checkpoints.
+    async fn finish_step(
+        &mut self,
+        mut changed: Vec<BTreeSet<WindowRef>>,
+        retracted: Vec<Vec<Retraction>>,
+    ) -> Result<Vec<Update>, PipelineError> {
+        let lateness = self.spec.source.allowed_lateness_ms;
+        if let Some(wm) = self.state.watermark {
+            for (state, changed) in self.state.outputs.iter_mut().zip(changed.iter_mut()) {
+                state.advance(wm, changed);
+            }
+        }
+
+        let mut updates = Vec::new();
+        for index in 0..self.outputs.len() {
+            for r in &retracted[index] {
+                let key = row_key(&self.outputs[index].spec.sink, &r.group, r.start);
+                // A session created and absorbed in the same step was never
+                // published, so it needs no delete.
+                if self.state.results.remove(&key).is_none() {
+                    continue;
+                }
+                updates.push(Update {
+                    pipeline: self.spec.name.clone(),
+                    output: self.outputs[index].spec.sink.clone(),
+                    tenant: r.tenant.clone(),
+                    key,
+                    op: UpdateOp::Delete,
+                    row: None,
+                    closed: false,
+                });
+            }
+            if changed[index].is_empty() {
+                continue;
+            }
+            let rows = self.final_rows(index, &changed[index]).await?;
+            for row in rows {
+                updates.push(Update {
+                    pipeline: self.spec.name.clone(),
+                    output: row.output.clone(),
+                    tenant: row.tenant.clone(),
+                    key: row.key.clone(),
+                    op: UpdateOp::Upsert,
+                    row: Some(row.row.clone()),
+                    closed: row.closed,
+                });
+                self.state.results.insert(row.key.clone(), row);
+            }
+        }
+
+        if let Some(wm) = self.state.watermark {
+            for state in &mut self.state.outputs {
+                state.evict(wm, lateness);
+            }
+        }
+        // NOTE: result rows of evicted windows stay in the table and the
+        // checkpoint until the pipeline is reset; nothing prunes them yet.
+        *self.results.write().expect("results lock") = self.state.results.clone();
+        self.save_checkpoint()?;
+        Ok(updates)
+    }
+
+    async fn final_rows(
+        &self,
+        index: usize,
+        changed: &BTreeSet<WindowRef>,
+    ) -> Result<Vec<ResultRow>, PipelineError> {
+        let output = &self.outputs[index];
+        let state = &self.state.outputs[index];
+        let windows: Vec<_> = changed
+            .iter()
+            .filter_map(|r| state.window(r).map(|w| (r, w)))
+            .collect();
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let schema = &output.state_schema;
+        let key_count = output.spec.key_count;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                windows
+                    .iter()
+                    .map(|(_, (g, _))| Some(g.tenant.as_str()))
+                    .collect::<StringArray>(),
+            ),
+            Arc::new(Int64Array::from_iter_values(
+                windows.iter().map(|(_, (_, w))| w.start),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                windows.iter().map(|(_, (_, w))| w.end),
+            )),
+        ];
+        for i in 0..(schema.fields().len() - 3) {
+            let values: Vec<Value> = windows
+                .iter()
+                .map(|(_, (g, w))| {
+                    if i < key_count {
+                        g.keys[i].clone()
+                    } else {
+                        w.aggs[i - key_count].clone()
+                    }
+                })
+                .collect();
+            let array = Value::to_array(&values, schema.field(i + 3).data_type())
+                .map_err(|e| self.df_error("building the window state batch", e))?;
+            columns.push(array);
+        }
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| self.df_error("building the window state batch", e.into()))?;
+        *self.state_slots[index].lock().expect("slot lock") = vec![batch];
+        let batches = self
+            .ctx
+            .execute_logical_plan(output.final_plan.clone())
+            .await
+            .map_err(|e| self.df_error("planning the final projection", e))?
+            .collect()
+            .await
+            .map_err(|e| self.df_error("running the final projection", e))?;
+        self.state_slots[index].lock().expect("slot lock").clear();
+
+        // A projection keeps row order, so output row i is window i.
+        let mut rows = Vec::with_capacity(windows.len());
+        let mut i = 0;
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                let (reference, (group, window)) = windows[i];
+                i += 1;
+                let mut object = serde_json::Map::new();
+                for (c, name) in output.spec.columns.iter().enumerate() {
+                    let value = json_of(batch.column(c), row)
+                        .map_err(|e| self.df_error("reading the final projection", e))?;
+                    object.insert(name.clone(), value);
+                }
+                rows.push(ResultRow {
+                    output: output.spec.sink.clone(),
+                    tenant: group.tenant.clone(),
+                    key: row_key(&output.spec.sink, &reference.0, reference.1),
+                    window_start: window.start,
+                    row: object,
+                    closed: window.closed,
+                });
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Writes the checkpoint to a temporary file, syncs it and renames it
+    /// over the old one, so a crash leaves either the old or the new state,
+    /// each with its own consumer offset.
+    fn save_checkpoint(&self) -> Result<(), PipelineError> {
+        let error =
+            |action: &'static str, path: &Path, source: std::io::Error| PipelineError::Checkpoint {
+                pipeline: self.spec.name.clone(),
+                action,
+                path: path.to_path_buf(),
+                source,
+            };
+        let bytes = serde_json::to_vec(&self.state).expect("checkpoint serializes");
+        let tmp = self.checkpoint_path.with_extension("json.tmp");
+        let mut file = fs::File::create(&tmp).map_err(|e| error("create", &tmp, e))?;
+        file.write_all(&bytes)
+            .map_err(|e| error("write", &tmp, e))?;
+        file.sync_all().map_err(|e| error("sync", &tmp, e))?;
+        drop(file);
+        fs::rename(&tmp, &self.checkpoint_path)
+            .map_err(|e| error("rename", &self.checkpoint_path, e))?;
+        if let Some(dir) = self.checkpoint_path.parent()
+            && let Ok(dir_file) = fs::File::open(dir)
+        {
+            dir_file
+                .sync_all()
+                .map_err(|e| error("sync the directory of", dir, e))?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn rows_of(
+    results: &RwLock<BTreeMap<String, ResultRow>>,
+    tenant: &str,
+) -> Vec<ResultRow> {
+    results
+        .read()
+        .expect("results lock")
+        .values()
+        .filter(|r| r.tenant == tenant)
+        .cloned()
+        .collect()
+}
+
+fn row_key(output: &str, group: &str, start: i64) -> String {
+    format!("{output}\u{1f}{group}\u{1f}{start:020}")
+}
+
+fn merge_partials(
+    output: &OutputRuntime,
+    state: &mut OutputState,
+    batch: &RecordBatch,
+    watermark: Option<i64>,
+    lateness: i64,
+    changed: &mut BTreeSet<WindowRef>,
+    retracted: &mut Vec<Retraction>,
+) -> datafusion::error::Result<()> {
+    let key_count = output.spec.key_count;
+    let agg_count = output.spec.merges.len();
+    for row in 0..batch.num_rows() {
+        let Value::Str(tenant) = Value::from_array(batch.column(0), row)? else {
+            continue;
+        };
+        let Value::Int(start) = Value::from_array(batch.column(1), row)? else {
+            continue;
+        };
+        let keys = (0..key_count)
+            .map(|k| Value::from_array(batch.column(2 + k), row))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let aggs = (0..agg_count)
+            .map(|a| Value::from_array(batch.column(2 + key_count + a), row))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        state.merge_row(
+            output.spec.window,
+            &output.spec.merges,
+            tenant,
+            keys,
+            start,
+            aggs,
+            watermark,
+            lateness,
+            changed,
+            retracted,
+        );
+    }
+    Ok(())
+}
+
+/// DataFusion's message without its category prefix.
+fn datafusion_message(error: &DataFusionError) -> String {
+    let text = error.to_string();
+    text.split_once(": ")
+        .map(|(_, rest)| rest.to_string())
+        .unwrap_or(text)
+}
+
+/// FNV-1a of the SQL text: a checkpoint only resumes the same pipeline.
+fn fingerprint(sql: &str) -> String {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for byte in sql.as_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    format!("{hash:016x}")
+}
