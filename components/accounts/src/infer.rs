@@ -329,7 +329,7 @@ pub fn by_rules(facts: &[Fact]) -> Structure {
         structure.pains = pains
             .iter()
             .map(|p| Derived {
-                value: (*p).to_string(),
+                value: lower_first(p),
                 source: Source::Model,
             })
             .collect();
@@ -340,13 +340,14 @@ pub fn by_rules(facts: &[Fact]) -> Structure {
 }
 
 /// Openers built from concrete facts, each keeping the fact's source.
+/// They are second-person clauses ("your team is fully remote"), so copy
+/// can use them after "I saw that".
 fn talking_points(facts: &[Fact]) -> Vec<Derived> {
     let mut points = Vec::new();
     let of = |kind| facts.iter().filter(move |f: &&Fact| f.kind == kind);
     if let Some(fact) = of(FactKind::RemotePolicy).next() {
-        let policy = fact.value.replace('-', " ");
         points.push(Derived {
-            value: format!("Works as a {policy} company"),
+            value: format!("your team is {}", fact.value.to_lowercase()),
             source: fact.source.clone(),
         });
     }
@@ -354,23 +355,32 @@ fn talking_points(facts: &[Fact]) -> Vec<Derived> {
     if !technologies.is_empty() {
         let names: Vec<&str> = technologies.iter().map(|f| f.value.as_str()).collect();
         points.push(Derived {
-            value: format!("Builds with {}", join_words(&names)),
+            value: format!("your team builds with {}", join_words(&names)),
             source: technologies[0].source.clone(),
         });
     }
     if let Some(fact) = of(FactKind::Heading).next() {
         points.push(Derived {
-            value: format!("Leads its site with \"{}\"", fact.value),
+            value: format!("your site leads with \"{}\"", fact.value),
             source: fact.source.clone(),
         });
     }
     if let Some(fact) = of(FactKind::Location).next() {
         points.push(Derived {
-            value: format!("Based in {}", fact.value.trim_end_matches('.')),
+            value: format!("you are based in {}", fact.value.trim_end_matches('.')),
             source: fact.source.clone(),
         });
     }
     points
+}
+
+/// `Keeping costs down` → `keeping costs down`, for use inside a sentence.
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
 }
 
 /// `a`, `a and b`, `a, b and c`.
@@ -583,11 +593,15 @@ mod tests {
         assert_eq!(s.sells[0].source, url);
         assert_eq!(s.pains.len(), 2);
         assert!(s.pains.iter().all(|p| p.source == Source::Model));
+        assert_eq!(s.talking_points[0].value, "your team is remote-friendly");
         assert_eq!(
-            s.talking_points[0].value,
-            "Works as a remote friendly company"
+            s.talking_points[1].value,
+            "your team builds with php and WordPress"
         );
-        assert_eq!(s.talking_points[1].value, "Builds with php and WordPress");
+        assert_eq!(
+            s.pains[0].value,
+            "keeping a steady pipeline of new client projects"
+        );
         assert_eq!(s.talking_points[1].source, Source::Provided);
     }
 

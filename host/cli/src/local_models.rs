@@ -3,10 +3,13 @@
 //!
 //! A provider of kind `local` names one of these models:
 //! `smollm2-135m-instruct` for text, `all-minilm-l6-v2` for embeddings.
-//! With no `[llm]` providers in the runtime config, the installed models
-//! become the `default` and `embeddings` aliases, so the app writes with
-//! the local model out of the box; with neither, there is no model and the
-//! components fall back to templates and rules.
+//! With no `[llm]` providers in the runtime config, an installed MiniLM
+//! becomes the `embeddings` alias, so similar accounts use real embeddings
+//! out of the box. SmolLM2-135M is not made the `default` text model: at
+//! 135M parameters it rarely follows the JSON formats that profiles and
+//! copy need, so every call would cost seconds and end in the rules and
+//! templates anyway. A runtime config that names it (see
+//! `host/cli/local-models.toml`) turns it on.
 
 use copycar_models::llm::{MiniLm, SmolLm, locate};
 use copycar_runtime::{
@@ -128,8 +131,8 @@ pub(crate) fn load(models_dir: &Path) -> LocalModels {
 }
 
 /// The `[llm]` configuration to serve: the runtime config's own table when
-/// it names any provider, else the installed local models as the `default`
-/// and `embeddings` aliases.
+/// it names any provider, else the installed embedding model as the
+/// `embeddings` alias.
 pub(crate) fn with_local_defaults(configured: LlmConfig, local: &LocalModels) -> LlmConfig {
     if !configured.providers.is_empty() {
         return configured;
@@ -144,9 +147,8 @@ pub(crate) fn with_local_defaults(configured: LlmConfig, local: &LocalModels) ->
                 base_url: String::new(),
                 model: model.to_string(),
                 api_key_env: None,
-                // A profile or an e-mail takes seconds on two cores, and
-                // calls wait their turn for the model.
-                timeout: Duration::from_secs(300),
+                // Calls wait their turn for the model.
+                timeout: Duration::from_secs(120),
                 retries: 0,
                 price_per_1k_prompt_tokens: 0.0,
                 price_per_1k_generated_tokens: 0.0,
@@ -156,17 +158,13 @@ pub(crate) fn with_local_defaults(configured: LlmConfig, local: &LocalModels) ->
             .models
             .insert(alias.to_string(), vec![provider.to_string()]);
     };
-    if local.contains(TEXT_MODEL) {
-        add("local-text", TEXT_MODEL, "default");
-    }
     if local.contains(EMBEDDING_MODEL) {
         add("local-embed", EMBEDDING_MODEL, "embeddings");
     }
     if !config.providers.is_empty() {
-        config.deadline = config.deadline.max(Duration::from_secs(600));
         tracing::info!(
             aliases = ?config.models.keys().collect::<Vec<_>>(),
-            "no [llm] providers configured; serving the local models"
+            "no [llm] providers configured; serving the local embedding model"
         );
     }
     config
