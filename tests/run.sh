@@ -14,7 +14,7 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
-sh components/build.sh health hello probe auth predict events accounts
+sh components/build.sh health hello probe auth predict events accounts sql
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -14,5 +14,6 @@ mod outbound;
 mod predict;
 mod routing;
 mod sandbox;
+mod sql;
 mod support;
 mod variables;

@@ -23,7 +23,7 @@ pub fn wasm(name: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let status = Command::new("sh")
             .arg(root.join("components/build.sh"))
-            .args(["health", "hello", "probe", "auth", "predict", "events"])
+            .args(["health", "hello", "probe", "auth", "predict", "events", "accounts", "sql"])
             .current_dir(&root)
             .status()
             .expect("failed to run components/build.sh");

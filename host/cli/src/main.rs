@@ -5,6 +5,7 @@ mod build;
 mod events_service;
 mod models_service;
 mod outreach;
+mod sql_service;
 mod train;
 mod up;
 mod vectors_service;
