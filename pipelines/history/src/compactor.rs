@@ -36,7 +36,7 @@ impl Default for CompactorOptions {
     fn default() -> Self {
         CompactorOptions {
             read_batch: 10_000,
-            max_events_per_run: 200_000,
+            max_events_per_run: 100_000,
             small_file_rows: 1_000_000,
             merge_min_files: 8,
             retire_grace: Duration::from_secs(600),
@@ -175,7 +175,7 @@ impl History {
                 let name = format!("{:016}.parquet", manifest.take_file_number());
                 let batch = events_to_batch(&tenant_events)
                     .map_err(|e| HistoryError::parquet("build a batch for", &dir, e))?;
-                write_parquet(&dir, &name, &[batch])?;
+                write_parquet(&dir, &name, [Ok(batch)])?;
                 written.push((tenant.to_string(), name, tenant_events.len() as u64));
             }
 
@@ -230,24 +230,31 @@ impl History {
         let mut merged = 0;
         let tenants: Vec<String> = manifest.tenants.keys().cloned().collect();
         for tenant in tenants {
-            let files = &manifest.tenants[&tenant];
-            let small: Vec<FileEntry> = files
+            let candidates: Vec<&FileEntry> = manifest.tenants[&tenant]
                 .iter()
                 .filter(|f| f.rows < self.options.small_file_rows)
-                .cloned()
                 .collect();
-            if small.len() < self.options.merge_min_files {
+            if candidates.len() < self.options.merge_min_files {
                 continue;
             }
 
-            let dir = tenant_dir(&self.root, &tenant);
-            let mut batches = Vec::new();
-            for file in &small {
-                batches.extend(read_parquet(&dir.join(&file.name))?);
+            // Oldest first, until the merged file is no longer small, so one
+            // merge reads a bounded number of rows.
+            let mut small: Vec<FileEntry> = Vec::new();
+            let mut total = 0;
+            for file in candidates {
+                if small.len() >= 2 && total >= self.options.small_file_rows {
+                    break;
+                }
+                total += file.rows;
+                small.push(file.clone());
             }
+
+            let dir = tenant_dir(&self.root, &tenant);
             let name = format!("{:016}.parquet", manifest.take_file_number());
-            write_parquet(&dir, &name, &batches)?;
-            drop(batches);
+            let sources: Vec<PathBuf> = small.iter().map(|f| dir.join(&f.name)).collect();
+            let batches = sources.iter().map(|path| read_parquet(path)).collect::<Result<Vec<_>, _>>()?;
+            write_parquet(&dir, &name, batches.into_iter().flatten())?;
 
             let rows = small.iter().map(|f| f.rows).sum();
             let files = manifest.tenants.get_mut(&tenant).expect("tenant listed");
@@ -287,7 +294,11 @@ impl History {
 
 /// Writes batches to `dir/name` through a temporary file: the data is synced
 /// before the rename, and the directory after it.
-fn write_parquet(dir: &Path, name: &str, batches: &[RecordBatch]) -> Result<(), HistoryError> {
+fn write_parquet(
+    dir: &Path,
+    name: &str,
+    batches: impl IntoIterator<Item = Result<RecordBatch, HistoryError>>,
+) -> Result<(), HistoryError> {
     fs::create_dir_all(dir).map_err(|e| HistoryError::io("create", dir, e))?;
     let path = dir.join(name);
     let temporary = dir.join(format!("{name}.tmp"));
@@ -299,7 +310,7 @@ fn write_parquet(dir: &Path, name: &str, batches: &[RecordBatch]) -> Result<(), 
         .map_err(|e| HistoryError::parquet("open", &temporary, e))?;
     for batch in batches {
         writer
-            .write(batch)
+            .write(&batch?)
             .map_err(|e| HistoryError::parquet("write", &temporary, e))?;
     }
     let file = writer
@@ -311,12 +322,15 @@ fn write_parquet(dir: &Path, name: &str, batches: &[RecordBatch]) -> Result<(), 
     sync_dir(dir)
 }
 
-fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, HistoryError> {
+/// Opens a Parquet file and returns its batches, read one at a time as the
+/// iterator advances.
+fn read_parquet(
+    path: &Path,
+) -> Result<impl Iterator<Item = Result<RecordBatch, HistoryError>>, HistoryError> {
     let file = File::open(path).map_err(|e| HistoryError::io("open", path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|e| HistoryError::parquet("open", path, e))?;
-    reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| HistoryError::parquet("read", path, e))
+    let path = path.to_path_buf();
+    Ok(reader.map(move |batch| batch.map_err(|e| HistoryError::parquet("read", &path, e))))
 }

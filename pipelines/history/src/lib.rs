@@ -3,12 +3,12 @@
 //!
 //! How the pieces fit:
 //!
-//! 1. [`History::compact`] reads the event log from its committed offset,
+//! 1. [`History::compact`] reads the event log from its committed offset and
 //!    writes each tenant's new events to a Parquet file under
-//!    `<root>/<tenant>/` with the schema of [`event_schema`], and only then
-//!    writes the progress file (the next offset and the list of files)
-//!    atomically. Files the progress file does not list are deleted on
-//!    [`History::open`], so a crash neither loses nor duplicates rows.
+//!    `<root>/<tenant>/`, with the schema of [`event_schema`]. Only then does
+//!    it write the progress file (the next offset and the list of files)
+//!    atomically. [`History::open`] deletes the files that the progress file
+//!    does not list, so a crash neither loses nor duplicates rows.
 //! 2. After each commit, a tenant's small files are merged into one, and the
 //!    replaced files are deleted after a grace period.
 //! 3. [`History::query`] runs one `SELECT` or `WITH` query in a DataFusion

@@ -39,10 +39,10 @@ pub struct QueryLimits {
     /// Memory that operators (sorts, joins, aggregates) may reserve. Spilling
     /// to disk is disabled, so a query that needs more fails.
     pub memory_bytes: usize,
-    /// Rows returned at most; further rows are dropped and the output says
-    /// it was truncated.
+    /// Maximum rows returned. Further rows are dropped and the output is
+    /// marked as truncated.
     pub max_rows: usize,
-    /// Size of the returned values as JSON at most, in bytes; rows past it
+    /// Maximum size of the returned values as JSON, in bytes. Rows past it
     /// are dropped like rows past `max_rows`.
     pub max_output_bytes: usize,
 }
@@ -232,7 +232,7 @@ fn batch_columns_to_json(batch: &RecordBatch) -> Result<Vec<Vec<Value>>, QueryEr
         .collect()
 }
 
-/// Converts one column with Arrow's JSON writer; a type the writer does not
+/// Converts one column with Arrow's JSON writer. A type the writer does not
 /// support is formatted as text instead.
 fn column_to_json(array: &ArrayRef) -> Result<Vec<Value>, QueryError> {
     let field = Field::new("v", array.data_type().clone(), true);
