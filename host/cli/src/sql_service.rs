@@ -144,18 +144,14 @@ impl SqlService {
             ..self.limits.clone()
         };
 
-        // The wait for a slot counts against the query's time limit.
-        let started = tokio::time::Instant::now();
+        // A query waits for a free slot at most as long as it may run.
         let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, self.slots.acquire()).await
         else {
+            tracing::warn!(tenant = %request.tenant, request_id, "no free query slot in time");
             return reply(
                 503,
                 json!({"error": "too many queries are running; try again later", "code": "busy"}),
             );
-        };
-        let limits = QueryLimits {
-            timeout: limits.timeout.saturating_sub(started.elapsed()),
-            ..limits
         };
 
         match self.history.query(&request.tenant, &request.sql, &limits).await {

@@ -174,6 +174,14 @@ impl History {
                 .map_err(|e| internal("build an empty events table", e))?;
             return Ok(Arc::new(empty));
         }
+        // DataFusion reads a listed file that does not exist as no rows, so
+        // a missing file is reported instead of silently dropping history.
+        if let Some(missing) = files.iter().find(|path| !path.exists()) {
+            return Err(internal(
+                "open history files",
+                format!("{} is missing", missing.display()),
+            ));
+        }
         let urls = files
             .iter()
             .map(|path| ListingTableUrl::parse(path.to_string_lossy()))

@@ -325,3 +325,4 @@ async fn select_into_is_rejected() {
         .unwrap_err();
     assert_eq!(error.status(), 400, "{error:?}");
 }
+
