@@ -1,8 +1,8 @@
-//! Ad-hoc SQL over the event history: events ingested over HTTP for two
-//! tenants are compacted in the background and queried; every attempt to
-//! reach the other tenant's rows or files is rejected or sees only the
-//! caller's rows; queries past the time, memory and row limits stop with a
-//! clear answer.
+//! Ad-hoc SQL over the event history. Events ingested over HTTP for two
+//! tenants are compacted in the background and queried. Every attempt to
+//! reach the other tenant's rows or files is rejected or returns only the
+//! caller's rows, and queries past the time, memory and row limits stop with
+//! a clear error or a truncated result.
 
 use crate::auth::{Account, register};
 use crate::support::{Host, HostOptions, app_manifest, app_options, client};
@@ -140,7 +140,10 @@ async fn sql_queries_own_history() {
     assert_eq!(body["columns"][1]["type"], "Int64");
     assert_eq!(
         body["rows"],
-        json!([["click", 20, "2024-12-04T08:14:20Z"], ["open", 10, "2024-12-04T08:13:20Z"]])
+        json!([
+            ["click", 20, "2024-12-04T08:14:20Z"],
+            ["open", 10, "2024-12-04T08:13:20Z"]
+        ])
     );
 
     let (status, body) = sql(
@@ -274,7 +277,8 @@ async fn sql_isolates_tenants_under_attack() {
         "SHOW TABLES".to_string(),
         "SHOW ALL".to_string(),
         "SET datafusion.catalog.information_schema = true".to_string(),
-        "SET datafusion.catalog.information_schema = true; SELECT * FROM information_schema.tables".to_string(),
+        "SET datafusion.catalog.information_schema = true; SELECT * FROM information_schema.tables"
+            .to_string(),
         format!("COPY events TO '{stolen}'"),
         format!("COPY (SELECT * FROM events) TO '{stolen}' STORED AS PARQUET"),
         "INSERT INTO events SELECT * FROM events".to_string(),
@@ -302,8 +306,14 @@ async fn sql_isolates_tenants_under_attack() {
 
     // These run, and see only the caller's rows.
     let own_only = [
-        (format!("SELECT count(*) FROM events WHERE tenant = '{beta_tenant}'"), json!([[0]])),
-        ("SELECT count(*) FROM datafusion.public.events".to_string(), json!([[30]])),
+        (
+            format!("SELECT count(*) FROM events WHERE tenant = '{beta_tenant}'"),
+            json!([[0]]),
+        ),
+        (
+            "SELECT count(*) FROM datafusion.public.events".to_string(),
+            json!([[30]]),
+        ),
         ("select COUNT(*) from EVENTS".to_string(), json!([[30]])),
         ("SELECT count(*) FROM \"events\"".to_string(), json!([[30]])),
         (
@@ -314,7 +324,10 @@ async fn sql_isolates_tenants_under_attack() {
             "SELECT count(*) FROM events /* UNION ALL SELECT * FROM other */".to_string(),
             json!([[30]]),
         ),
-        ("SELECT DISTINCT tenant FROM events".to_string(), json!([[alpha.tenant_id]])),
+        (
+            "SELECT DISTINCT tenant FROM events".to_string(),
+            json!([[alpha.tenant_id]]),
+        ),
         (
             "SELECT count(*) FROM (SELECT * FROM events UNION ALL SELECT * FROM events)"
                 .to_string(),
@@ -332,7 +345,7 @@ async fn sql_isolates_tenants_under_attack() {
         assert_eq!(&reply["rows"], expected, "{text}");
     }
 
-    // The other tenant, in turn, sees only its own rows.
+    // The other tenant, in turn, reads only its own rows.
     let (status, reply) = sql(&host, &beta.access, "SELECT DISTINCT campaign FROM events").await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["rows"], json!([["beta-campaign"]]));
@@ -355,7 +368,10 @@ async fn sql_stops_at_limits() {
     .await;
     assert_eq!(status, 422, "{reply}");
     assert_eq!(reply["code"], "memory_limit", "{reply}");
-    assert!(reply["error"].as_str().unwrap().contains("memory limit"), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("memory limit"),
+        "{reply}"
+    );
 
     // Far more rows than any machine sums within the time limit.
     let (status, reply) = sql(
@@ -366,14 +382,22 @@ async fn sql_stops_at_limits() {
     .await;
     assert_eq!(status, 422, "{reply}");
     assert_eq!(reply["code"], "timeout", "{reply}");
-    assert!(reply["error"].as_str().unwrap().contains("5000 ms"), "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("5000 ms"),
+        "{reply}"
+    );
 
-    let (status, reply) = sql(&host, &alpha.access, "SELECT * FROM generate_series(1, 50000)").await;
+    let (status, reply) = sql(
+        &host,
+        &alpha.access,
+        "SELECT * FROM generate_series(1, 50000)",
+    )
+    .await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["rows"].as_array().unwrap().len(), 1000);
     assert_eq!(reply["truncated"], true);
 
-    // The host still answers after the stopped queries.
+    // The host still serves queries after the stopped ones.
     let (status, reply) = sql(&host, &alpha.access, "SELECT count(*) FROM events").await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["rows"], json!([[30]]));

@@ -104,9 +104,7 @@ impl InternalService for SqlService {
                         reply(503, json!({"error": "compaction failed; see the host log"}))
                     }
                 },
-                (_, "/v1/query" | "/v1/compact") => {
-                    reply(405, json!({"error": "use POST"}))
-                }
+                (_, "/v1/query" | "/v1/compact") => reply(405, json!({"error": "use POST"})),
                 (_, path) => reply(
                     404,
                     json!({"error": format!("no endpoint {path} on sql.copycar.internal")}),
@@ -130,7 +128,10 @@ impl SqlService {
             Err(e) => return reply(400, json!({"error": format!("invalid JSON body: {e}")})),
         };
         if request.tenant.is_empty() {
-            return reply(400, json!({"error": "tenant is required", "field": "tenant"}));
+            return reply(
+                400,
+                json!({"error": "tenant is required", "field": "tenant"}),
+            );
         }
         let max_rows = request.max_rows.unwrap_or(DEFAULT_ROWS);
         if !(1..=MAX_ROWS).contains(&max_rows) {
@@ -145,8 +146,7 @@ impl SqlService {
         };
 
         // A query waits for a free slot at most as long as it may run.
-        let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, self.slots.acquire()).await
-        else {
+        let Ok(Ok(_slot)) = tokio::time::timeout(limits.timeout, self.slots.acquire()).await else {
             tracing::warn!(tenant = %request.tenant, request_id, "no free query slot in time");
             return reply(
                 503,
@@ -154,7 +154,11 @@ impl SqlService {
             );
         };
 
-        match self.history.query(&request.tenant, &request.sql, &limits).await {
+        match self
+            .history
+            .query(&request.tenant, &request.sql, &limits)
+            .await
+        {
             Ok(output) => {
                 tracing::debug!(
                     tenant = %request.tenant,

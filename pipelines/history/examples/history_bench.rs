@@ -95,13 +95,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// Builds an event with every optional field set, spread over 30 days, 4
 /// campaigns, 2 variants and 50,000 recipients.
 fn sample_event(n: usize) -> Event {
-    let types = [EventType::Sent, EventType::Open, EventType::Click, EventType::Reply];
+    let types = [
+        EventType::Sent,
+        EventType::Open,
+        EventType::Click,
+        EventType::Reply,
+    ];
     let occurred_at = 1_700_000_000_000 + (n as i64 % 30) * 86_400_000 + n as i64;
     let mut event = Event::new(TENANT, types[n % types.len()].clone(), occurred_at);
     event.event_id = Some(format!("bench-{n}"));
     event.campaign = Some(format!("campaign-{}", n % 4));
     event.account = Some(format!("acct-{}", n % 500));
-    event.recipient = Some(format!("r-{:08x}", (n % 50_000).wrapping_mul(2_654_435_761)));
+    event.recipient = Some(format!(
+        "r-{:08x}",
+        (n % 50_000).wrapping_mul(2_654_435_761)
+    ));
     event.channel = Some("email".into());
     event.variant = Some(if n % 2 == 0 { "a" } else { "b" }.into());
     event

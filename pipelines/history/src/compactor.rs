@@ -44,7 +44,7 @@ impl Default for CompactorOptions {
     }
 }
 
-/// What one compaction run did.
+/// The outcome of one compaction run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct CompactionReport {
     /// Events written to new files.
@@ -253,7 +253,10 @@ impl History {
             let dir = tenant_dir(&self.root, &tenant);
             let name = format!("{:016}.parquet", manifest.take_file_number());
             let sources: Vec<PathBuf> = small.iter().map(|f| dir.join(&f.name)).collect();
-            let batches = sources.iter().map(|path| read_parquet(path)).collect::<Result<Vec<_>, _>>()?;
+            let batches = sources
+                .iter()
+                .map(|path| read_parquet(path))
+                .collect::<Result<Vec<_>, _>>()?;
             write_parquet(&dir, &name, batches.into_iter().flatten())?;
 
             let rows = small.iter().map(|f| f.rows).sum();

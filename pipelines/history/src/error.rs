@@ -55,10 +55,11 @@ pub struct SqlPosition {
     pub column: u64,
 }
 
-/// Why an ad-hoc query was rejected or stopped.
+/// The reason an ad-hoc query was rejected or stopped.
 ///
-/// The messages are written for the person who wrote the SQL: they never
-/// contain file paths or other tenants' names.
+/// The messages are written for the person who wrote the SQL. Failures that
+/// could name history files (I/O, Parquet, internal errors) are logged and
+/// returned as `Internal`, without details.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum QueryError {
@@ -80,7 +81,9 @@ pub enum QueryError {
     Execution(String),
     #[error("query timed out after {} ms; narrow it with WHERE or LIMIT", .0.as_millis())]
     Timeout(Duration),
-    #[error("query exceeded the memory limit of {limit_bytes} bytes; aggregate more or narrow it with WHERE")]
+    #[error(
+        "query exceeded the memory limit of {limit_bytes} bytes; aggregate more or narrow it with WHERE"
+    )]
     MemoryLimit { limit_bytes: usize },
     #[error("the query could not be run; try again later")]
     Internal,
@@ -94,9 +97,9 @@ impl QueryError {
             | QueryError::Syntax { .. }
             | QueryError::NotReadOnly { .. }
             | QueryError::Plan { .. } => 400,
-            QueryError::Execution(_)
-            | QueryError::Timeout(_)
-            | QueryError::MemoryLimit { .. } => 422,
+            QueryError::Execution(_) | QueryError::Timeout(_) | QueryError::MemoryLimit { .. } => {
+                422
+            }
             QueryError::Internal => 500,
         }
     }

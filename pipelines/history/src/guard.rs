@@ -39,9 +39,7 @@ pub fn parse_read_only(sql: &str) -> Result<Statement, QueryError> {
     }
     let statement = statements.pop_front().expect("one statement");
     match &statement {
-        Statement::Statement(inner) if matches!(**inner, ast::Statement::Query(_)) => {
-            Ok(statement)
-        }
+        Statement::Statement(inner) if matches!(**inner, ast::Statement::Query(_)) => Ok(statement),
         other => Err(QueryError::NotReadOnly {
             message: format!(
                 "only a SELECT or WITH query is allowed; this is a {} statement",
@@ -187,7 +185,10 @@ mod tests {
         ] {
             let error = rejected(sql);
             assert!(
-                matches!(error, QueryError::NotReadOnly { .. } | QueryError::Syntax { .. }),
+                matches!(
+                    error,
+                    QueryError::NotReadOnly { .. } | QueryError::Syntax { .. }
+                ),
                 "{sql}: {error:?}"
             );
             assert_eq!(error.status(), 400, "{sql}");

@@ -187,8 +187,8 @@ impl History {
             .map(|path| ListingTableUrl::parse(path.to_string_lossy()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| internal("list history files", e))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet");
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
             .with_schema(event_schema());

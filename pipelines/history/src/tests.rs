@@ -102,7 +102,11 @@ async fn columns_are_typed() {
         )
         .await
         .unwrap();
-    let types: Vec<&str> = output.columns.iter().map(|c| c.data_type.as_str()).collect();
+    let types: Vec<&str> = output
+        .columns
+        .iter()
+        .map(|c| c.data_type.as_str())
+        .collect();
     assert_eq!(types[0], "Utf8");
     assert!(types[2].starts_with("Timestamp(ms"), "{types:?}");
     let row = &output.rows[0];
@@ -216,7 +220,12 @@ async fn tenant_sees_only_its_rows() {
     }
 
     assert_eq!(
-        scalar(&history, "acme", "SELECT count(*) FROM datafusion.public.EVENTS").await,
+        scalar(
+            &history,
+            "acme",
+            "SELECT count(*) FROM datafusion.public.EVENTS"
+        )
+        .await,
         json!(5)
     );
     assert_eq!(
@@ -287,10 +296,7 @@ async fn memory_cap_stops_query() {
         )
         .await
         .unwrap_err();
-    assert!(
-        matches!(error, QueryError::MemoryLimit { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, QueryError::MemoryLimit { .. }), "{error:?}");
     assert_eq!(error.status(), 422);
 }
 
@@ -320,9 +326,12 @@ async fn select_into_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let history = open_history(dir.path(), CompactorOptions::default());
     let error = history
-        .query("acme", "SELECT 1 AS x INTO copied FROM events", &QueryLimits::default())
+        .query(
+            "acme",
+            "SELECT 1 AS x INTO copied FROM events",
+            &QueryLimits::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(error.status(), 400, "{error:?}");
 }
-
