@@ -115,12 +115,21 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         crate::events_service::EventsService::new(events.clone()),
     );
     let history_dir = data_dir.join("history");
+    let sql_timeout = std::time::Duration::from_millis(args.sql_timeout_ms);
+    let compactor_options = copycar_history::CompactorOptions {
+        // A file replaced by a merge must outlive every query that listed it.
+        retire_grace: std::cmp::max(
+            copycar_history::CompactorOptions::default().retire_grace,
+            2 * sql_timeout,
+        ),
+        ..Default::default()
+    };
     let history = tokio::task::block_in_place(|| {
-        copycar_history::History::open(&history_dir, Default::default())
+        copycar_history::History::open(&history_dir, compactor_options)
     })
     .map_err(|e| anyhow::anyhow!("failed to open the event history: {e}"))?;
     let query_limits = copycar_history::QueryLimits {
-        timeout: std::time::Duration::from_millis(args.sql_timeout_ms),
+        timeout: sql_timeout,
         memory_bytes: (args.sql_memory_mb as usize) << 20,
         ..Default::default()
     };
