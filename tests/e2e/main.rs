@@ -17,5 +17,6 @@ mod outbound;
 mod predict;
 mod routing;
 mod sandbox;
+mod sql;
 mod support;
 mod variables;

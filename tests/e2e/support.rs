@@ -24,7 +24,7 @@ pub fn wasm(name: &str) -> PathBuf {
         let status = Command::new("sh")
             .arg(root.join("components/build.sh"))
             .args([
-                "health", "hello", "probe", "auth", "predict", "events", "content",
+                "health", "hello", "probe", "auth", "predict", "events", "accounts", "content", "sql",
             ])
             .current_dir(&root)
             .status()

@@ -25,8 +25,8 @@ pub(crate) struct EventsService {
 }
 
 impl EventsService {
-    pub fn new(log: EventLog) -> Self {
-        EventsService { log: Arc::new(log) }
+    pub fn new(log: Arc<EventLog>) -> Self {
+        EventsService { log }
     }
 }
 

@@ -45,6 +45,17 @@ pub(crate) struct UpArgs {
     /// [default: models/registry beside the manifest].
     #[arg(long)]
     models_dir: Option<PathBuf>,
+    /// How often the event log is compacted into the Parquet history, in
+    /// milliseconds.
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..))]
+    compact_interval_ms: u64,
+    /// Wall-clock limit of one ad-hoc SQL query, in milliseconds.
+    #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    sql_timeout_ms: u64,
+    /// Memory that one ad-hoc SQL query may use for sorts, joins and
+    /// aggregates, in MiB.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
+    sql_memory_mb: u64,
 }
 
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -102,7 +113,39 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             events_dir.display()
         )
     })?;
-    services.register("events", crate::events_service::EventsService::new(events));
+    let events = std::sync::Arc::new(events);
+    services.register(
+        "events",
+        crate::events_service::EventsService::new(events.clone()),
+    );
+    let history_dir = data_dir.join("history");
+    let sql_timeout = std::time::Duration::from_millis(args.sql_timeout_ms);
+    let compactor_options = copycar_history::CompactorOptions {
+        // A file replaced by a merge must outlive every query that listed it.
+        retire_grace: std::cmp::max(
+            copycar_history::CompactorOptions::default().retire_grace,
+            2 * sql_timeout,
+        ),
+        ..Default::default()
+    };
+    let history = tokio::task::block_in_place(|| {
+        copycar_history::History::open(&history_dir, compactor_options)
+    })
+    .map_err(|e| anyhow::anyhow!("failed to open the event history: {e}"))?;
+    let query_limits = copycar_history::QueryLimits {
+        timeout: sql_timeout,
+        memory_bytes: (args.sql_memory_mb as usize) << 20,
+        ..Default::default()
+    };
+    services.register(
+        "sql",
+        crate::sql_service::SqlService::start(
+            history,
+            events,
+            query_limits,
+            std::time::Duration::from_millis(args.compact_interval_ms),
+        ),
+    );
     std::fs::create_dir_all(&data_dir)
         .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", data_dir.display()))?;
     let vectors = tokio::task::block_in_place(|| {
