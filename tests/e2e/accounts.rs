@@ -229,7 +229,7 @@ async fn closed_unreachable_and_private_sites_fall_back_to_known_facts() {
 
     for (domain, reason) in [
         ("closed.example", "robots.txt"),
-        ("missing.example", "answered 404"),
+        ("missing.example", "returned 404"),
         ("pdfonly.example", "not a web page"),
     ] {
         let (status, reply) = send(&host, "POST", "", &account.access, Some(json!({"domain": domain, "name": "Known Co", "facts": [{"kind": "description", "value": "Known Co runs payroll and payments for accountants."}]}))).await;

@@ -60,7 +60,13 @@ async fn ingest(host: &Host, token: &str, marker: &str, count: usize) {
 async fn wait_for_rows(host: &Host, token: &str, expected: usize) {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let (status, body) = sql(host, token, "SELECT count(*) AS n FROM events").await;
+        // Registration's audit record is history too; count the test's events.
+        let (status, body) = sql(
+            host,
+            token,
+            "SELECT count(*) AS n FROM events WHERE type <> 'audit'",
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         if body["rows"][0][0] == expected {
             return;
@@ -129,7 +135,7 @@ async fn sql_queries_own_history() {
         &host,
         &alpha.access,
         "SELECT type, count(*) AS n, min(occurred_at) AS first\n\
-         FROM events GROUP BY type ORDER BY type",
+         FROM events WHERE type <> 'audit' GROUP BY type ORDER BY type",
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -304,7 +310,8 @@ async fn sql_isolates_tenants_under_attack() {
     }
     assert!(!Path::new(&stolen).exists(), "COPY wrote a file");
 
-    // These run, and see only the caller's rows.
+    // These run, and see only the caller's rows: 30 events and the audit
+    // record of the caller's registration.
     let own_only = [
         (
             format!("SELECT count(*) FROM events WHERE tenant = '{beta_tenant}'"),
@@ -312,17 +319,17 @@ async fn sql_isolates_tenants_under_attack() {
         ),
         (
             "SELECT count(*) FROM datafusion.public.events".to_string(),
-            json!([[30]]),
+            json!([[31]]),
         ),
-        ("select COUNT(*) from EVENTS".to_string(), json!([[30]])),
-        ("SELECT count(*) FROM \"events\"".to_string(), json!([[30]])),
+        ("select COUNT(*) from EVENTS".to_string(), json!([[31]])),
+        ("SELECT count(*) FROM \"events\"".to_string(), json!([[31]])),
         (
             format!("SELECT count(*) FROM events -- ; SELECT * FROM '{beta_file}'"),
-            json!([[30]]),
+            json!([[31]]),
         ),
         (
             "SELECT count(*) FROM events /* UNION ALL SELECT * FROM other */".to_string(),
-            json!([[30]]),
+            json!([[31]]),
         ),
         (
             "SELECT DISTINCT tenant FROM events".to_string(),
@@ -331,7 +338,7 @@ async fn sql_isolates_tenants_under_attack() {
         (
             "SELECT count(*) FROM (SELECT * FROM events UNION ALL SELECT * FROM events)"
                 .to_string(),
-            json!([[60]]),
+            json!([[62]]),
         ),
         (
             "SELECT count(*) FROM events WHERE campaign LIKE 'beta%' OR properties LIKE '%beta%'"
@@ -346,7 +353,12 @@ async fn sql_isolates_tenants_under_attack() {
     }
 
     // The other tenant, in turn, reads only its own rows.
-    let (status, reply) = sql(&host, &beta.access, "SELECT DISTINCT campaign FROM events").await;
+    let (status, reply) = sql(
+        &host,
+        &beta.access,
+        "SELECT DISTINCT campaign FROM events WHERE type <> 'audit'",
+    )
+    .await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["rows"], json!([["beta-campaign"]]));
 }
@@ -400,5 +412,5 @@ async fn sql_stops_at_limits() {
     // The host still serves queries after the stopped ones.
     let (status, reply) = sql(&host, &alpha.access, "SELECT count(*) FROM events").await;
     assert_eq!(status, 200, "{reply}");
-    assert_eq!(reply["rows"], json!([[30]]));
+    assert_eq!(reply["rows"], json!([[31]]), "30 events and one audit record");
 }

@@ -9,10 +9,10 @@ use std::collections::HashSet;
 
 /// Facts of one kind are capped so a long page cannot crowd out the rest.
 const MAX_PER_KIND: usize = 8;
-/// Longest value kept for one fact, in characters.
+/// Maximum length of one fact value, in characters.
 const MAX_VALUE_CHARS: usize = 300;
 
-/// What one page says, before ids and sources are attached.
+/// Facts read from one page, before ids and sources are attached.
 #[derive(Debug, Default, PartialEq)]
 pub struct PageFacts {
     /// `og:site_name`, when the page gives one.
@@ -397,7 +397,7 @@ pub fn resolve(base: &str, href: &str) -> Option<String> {
     Some(absolute.split('#').next()?.to_string())
 }
 
-/// The host of an http(s) URL, lower-cased, without port or user info.
+/// Returns the host of an http(s) URL, lower-cased, without port or user info.
 pub fn host_of(url: &str) -> Option<String> {
     let after = url.split_once("://")?.1;
     let authority = after.split(['/', '?', '#']).next()?;
@@ -405,7 +405,7 @@ pub fn host_of(url: &str) -> Option<String> {
     Some(host.to_ascii_lowercase())
 }
 
-/// The path of an http(s) URL, `/` when it has none.
+/// Returns the path of an http(s) URL, `/` when it has none.
 pub fn url_path(url: &str) -> &str {
     let Some((_, after)) = url.split_once("://") else {
         return "/";

@@ -251,7 +251,7 @@ const INDUSTRIES: &[(&str, &[&str], [&str; 2])] = &[
     ),
 ];
 
-/// The structured half from facts alone.
+/// Derives the structured half from facts alone.
 pub fn by_rules(facts: &[Fact]) -> Structure {
     let text = facts
         .iter()
@@ -392,7 +392,7 @@ pub fn join_words(items: &[&str]) -> String {
     }
 }
 
-/// The first sentence, without Markdown links, at most 240 characters.
+/// Returns the first sentence, without Markdown links, at most 240 characters.
 pub fn first_sentence(text: &str) -> Option<String> {
     let plain = strip_markdown_links(text);
     let plain = plain.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -444,7 +444,7 @@ pub fn strip_markdown_links(text: &str) -> String {
     out
 }
 
-/// A size band from text such as `medium`, `5-10 employees` or `200+`.
+/// Maps text such as `medium`, `5-10 employees` or `200+` to a size band.
 pub fn size_band(text: &str) -> Option<&'static str> {
     let lower = text.to_lowercase();
     let word_band = [
@@ -474,7 +474,7 @@ pub fn size_band(text: &str) -> Option<&'static str> {
     })
 }
 
-/// The system and user prompts asking a model for the structured half.
+/// Builds the system and user prompts that request the structured half.
 pub fn prompt(name: &str, domain: &str, facts: &[Fact]) -> (String, String) {
     let system = "You are a B2B sales researcher. Use only the facts given. \
 Answer with one JSON object and nothing else."
@@ -505,7 +505,7 @@ struct ModelAnswer {
     talking_points: Vec<String>,
 }
 
-/// Parses a model's answer into the structured half; every statement gets
+/// Parses a model's reply into the structured half; every statement gets
 /// the source `model`. Text around the JSON object is ignored.
 pub fn parse_answer(text: &str) -> Result<Structure, String> {
     let start = text.find('{').ok_or("the answer holds no JSON object")?;

@@ -190,7 +190,7 @@ impl Researcher {
     }
 
     /// Researches `input`, or returns the cached profile when it is fresh
-    /// and already holds every provided fact. The flag says whether the
+    /// and already contains every provided fact. The flag is true when the
     /// profile came from the cache.
     pub async fn research(
         &self,
@@ -329,9 +329,9 @@ impl Researcher {
                 notes.push("no language model is available; rules wrote the summary".into());
             }
             Ok((status, reply)) => {
-                eprintln!("language model service answered {status}: {reply}");
+                eprintln!("language model service returned {status}: {reply}");
                 notes.push(format!(
-                    "the language model service answered {status}; rules wrote the summary"
+                    "the language model service returned {status}; rules wrote the summary"
                 ));
             }
         }
@@ -339,7 +339,7 @@ impl Researcher {
     }
 }
 
-/// Whether a cached profile already holds everything the request provides.
+/// Returns whether a cached profile already contains every fact the request provides.
 fn covers(cached: &Profile, input: &AccountInput) -> bool {
     let provided: HashSet<String> = cached
         .facts
@@ -405,10 +405,10 @@ async fn read_site(home: &str) -> Result<Vec<(String, PageFacts)>, String> {
         Ok((_, 200..=299, text)) => Robots::parse(&text),
         Ok((_, 500..=599, _)) => {
             return Err(
-                "robots.txt answered with a server error, so the site is treated as closed".into(),
+                "robots.txt returned a server error, so the site is treated as closed".into(),
             );
         }
-        // Other answers (404, 403, redirects elsewhere) mean no rules.
+        // Other responses (404, 403, redirects elsewhere) mean no rules.
         Ok(_) => Robots::default(),
         Err(reason) => return Err(reason),
     };
@@ -417,7 +417,7 @@ async fn read_site(home: &str) -> Result<Vec<(String, PageFacts)>, String> {
     }
     let (home_url, status, html) = fetch(home, PAGE_LIMIT, true).await?;
     if !(200..300).contains(&status) {
-        return Err(format!("the home page answered {status}"));
+        return Err(format!("the home page returned {status}"));
     }
     let first = extract::extract(&html, &home_url);
     let follow: Vec<String> = first
@@ -434,7 +434,7 @@ async fn read_site(home: &str) -> Result<Vec<(String, PageFacts)>, String> {
                 let page = extract::extract(&html, &final_url);
                 pages.push((final_url, page));
             }
-            Ok((_, status, _)) => eprintln!("skipping {url}: it answered {status}"),
+            Ok((_, status, _)) => eprintln!("skipping {url}: it returned {status}"),
             Err(reason) => eprintln!("skipping {url}: {reason}"),
         }
     }
@@ -442,7 +442,7 @@ async fn read_site(home: &str) -> Result<Vec<(String, PageFacts)>, String> {
 }
 
 /// GETs `url`, following up to three redirects, and reads at most `limit`
-/// bytes of the body. With `html_only`, a 2xx answer that is not HTML is an
+/// bytes of the body. With `html_only`, a 2xx response that is not HTML is an
 /// error. Returns the final URL, the status and the text.
 async fn fetch(url: &str, limit: usize, html_only: bool) -> Result<(String, u16, String), String> {
     let mut current = url.to_string();
@@ -493,7 +493,7 @@ async fn fetch(url: &str, limit: usize, html_only: bool) -> Result<(String, u16,
     Err(format!("{url} redirected more than {MAX_REDIRECTS} times"))
 }
 
-/// A short reason for a failed request, for profiles and logs.
+/// Describes a failed request in a few words, for profiles and logs.
 fn describe(error: &spin_sdk::http::SendError) -> String {
     use spin_sdk::http::{ErrorCode, SendError};
     match error {
@@ -533,7 +533,7 @@ async fn read_limited(response: &IncomingResponse, limit: usize) -> Result<Vec<u
     Ok(body)
 }
 
-/// The text an account is compared by.
+/// Builds the text that an account is compared by.
 fn vector_text(profile: &Profile) -> String {
     let mut parts: Vec<&str> = Vec::new();
     parts.extend(profile.industry.as_deref());
@@ -555,7 +555,7 @@ fn vector_text(profile: &Profile) -> String {
 }
 
 /// Embeds the text with the model service, or the hashing embedding when
-/// no embedding model answers. Returns the model name and the vector.
+/// no embedding model responds. Returns the model name and the vector.
 async fn embed(tenant: &str, text: &str) -> (String, Vec<f32>) {
     let body = json!({"tenant": tenant, "model": "embeddings", "texts": [text]});
     if let Ok((200, reply)) = LLM
@@ -597,13 +597,13 @@ async fn store_vector(tenant: &str, profile: &Profile) -> Result<(), String> {
         .await
     {
         Ok((200, _)) => Ok(()),
-        Ok((status, reply)) => Err(format!("the vector index answered {status}: {reply}")),
+        Ok((status, reply)) => Err(format!("the vector index returned {status}: {reply}")),
         Err(e) => Err(e.message),
     }
 }
 
-/// The `k` accounts most similar to `profile`, storing its vector first if
-/// the index does not have it.
+/// Returns the `k` accounts most similar to `profile`, storing its vector
+/// first if the index does not have it.
 pub async fn similar(
     kv: &Kv,
     tenant: &str,
@@ -626,7 +626,7 @@ pub async fn similar(
     }
     let (status, reply) = answer;
     if status != 200 {
-        eprintln!("vector index answered {status}: {reply}");
+        eprintln!("vector index returned {status}: {reply}");
         return Err(ApiError::new(503, "the vector index is unavailable"));
     }
     // Drop matches whose profile has since been deleted.

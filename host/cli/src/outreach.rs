@@ -35,7 +35,7 @@ pub(crate) struct OutreachArgs {
     /// a remote provider.
     #[arg(long, default_value_t = 2)]
     concurrency: usize,
-    /// What to write for each account.
+    /// Content type written for each account.
     #[arg(long, default_value = "email")]
     content_type: String,
     /// Results as JSON lines [default: outreach.jsonl in the data directory].
@@ -80,7 +80,7 @@ struct Company {
     facts: Vec<Value>,
 }
 
-/// What happened to one company.
+/// Outcome of one company: its result line and timing.
 struct Outcome {
     line: Value,
     elapsed: Duration,
@@ -409,7 +409,7 @@ struct Api {
 }
 
 impl Api {
-    /// POSTs JSON, retrying 429 and 503 answers after their `Retry-After`
+    /// POSTs JSON, retrying 429 and 503 responses after their `Retry-After`
     /// (up to six times), so a rate limit delays the job but loses nothing.
     async fn post(&self, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
         let mut attempt = 0;

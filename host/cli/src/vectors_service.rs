@@ -12,7 +12,7 @@
 //!
 //! Vectors are kept in memory for search and written through to a redb
 //! file, so they survive a restart. Search is exact: a scan of the
-//! collection, which answers in well under a millisecond for the tens of
+//! collection, which returns in well under a millisecond for the tens of
 //! thousands of accounts a team researches.
 
 use bytes::Bytes;
