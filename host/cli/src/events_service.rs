@@ -8,6 +8,7 @@
 //! - `GET /v1/events?tenant=T&from=OFFSET&limit=N`: the tenant's events from
 //!   `from` on, at most `N` (1 to 1,000), and the offset to read next.
 
+use crate::service_reply::reply;
 use bytes::Bytes;
 use copycar_events::{Event, EventLog};
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
@@ -30,13 +31,6 @@ impl EventsService {
     }
 }
 
-fn reply(status: u16, body: Value) -> http::Response<Bytes> {
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body.to_string()))
-        .expect("static response parts are valid")
-}
 
 impl InternalService for EventsService {
     fn handle(&self, request: ServiceRequest) -> ServiceFuture {

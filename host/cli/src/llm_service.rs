@@ -13,6 +13,7 @@
 //! configured or every provider failed, the response is 503 `{"error",
 //! "code": "no_model", "attempts"}`, and callers fall back to templates.
 
+use crate::service_reply::reply;
 use bytes::Bytes;
 use copycar_runtime::{
     ChatRequest, GenerateOptions, InternalService, LlmRouter, RouteError, Served, ServiceFuture,
@@ -42,13 +43,6 @@ impl LlmService {
     }
 }
 
-fn reply(status: u16, body: Value) -> http::Response<Bytes> {
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body.to_string()))
-        .expect("static response parts are valid")
-}
 
 /// An invalid request field, returned as 400.
 #[derive(Debug)]

@@ -9,6 +9,7 @@ mod models;
 mod models_service;
 mod outreach;
 mod send_time_service;
+mod service_reply;
 mod sql_service;
 mod train;
 mod train_send_time;

@@ -13,6 +13,7 @@
 //! The models load at start-up and again whenever a registry's active
 //! version changes (`copycar models promote`), without a restart.
 
+use crate::service_reply::reply;
 use bytes::Bytes;
 use copycar_models::{ModelCard, ModelError, Record, Registry, ResponseRateModel};
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
@@ -118,13 +119,6 @@ impl ModelsService {
     }
 }
 
-fn reply(status: u16, body: Value) -> http::Response<Bytes> {
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body.to_string()))
-        .expect("static response parts are valid")
-}
 
 impl InternalService for ModelsService {
     fn handle(&self, request: ServiceRequest) -> ServiceFuture {

@@ -10,11 +10,12 @@
 //!
 //! The service also compacts in the background every `interval`.
 
+use crate::service_reply::reply;
 use bytes::Bytes;
 use copycar_events::EventLog;
 use copycar_history::{History, QueryLimits};
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -82,13 +83,6 @@ impl SqlService {
     }
 }
 
-fn reply(status: u16, body: Value) -> http::Response<Bytes> {
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body.to_string()))
-        .expect("static response parts are valid")
-}
 
 impl InternalService for SqlService {
     fn handle(&self, request: ServiceRequest) -> ServiceFuture {

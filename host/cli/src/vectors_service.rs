@@ -15,6 +15,7 @@
 //! collection, which returns in well under a millisecond for the tens of
 //! thousands of accounts a team researches.
 
+use crate::service_reply::reply;
 use bytes::Bytes;
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
 use redb::{Database, ReadableTable, TableDefinition};
@@ -162,13 +163,6 @@ impl VectorsService {
     }
 }
 
-fn reply(status: u16, body: Value) -> http::Response<Bytes> {
-    http::Response::builder()
-        .status(status)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(Bytes::from(body.to_string()))
-        .expect("static response parts are valid")
-}
 
 fn bad(field: &str, message: impl Into<String>) -> http::Response<Bytes> {
     reply(400, json!({"error": message.into(), "field": field}))
