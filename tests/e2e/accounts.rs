@@ -81,7 +81,7 @@ fn facts_of<'a>(profile: &'a Value, kind: &str) -> Vec<&'a Value> {
         .collect()
 }
 
-/// Every id the summary lists names a fact of the profile.
+/// Asserts that every id the summary lists names a fact of the profile.
 fn assert_ids_resolve(profile: &Value) {
     let ids: Vec<&str> = profile["facts"]
         .as_array()
@@ -100,7 +100,7 @@ fn assert_ids_resolve(profile: &Value) {
 }
 
 #[tokio::test]
-async fn research_reads_the_site_and_names_each_facts_source() {
+async fn research_cites_each_fact_source() {
     let sites = sites();
     let (manifest, options) = app_with_sites(&sites);
     let host = Host::start_with(&manifest, options);
@@ -208,7 +208,7 @@ async fn research_reads_the_site_and_names_each_facts_source() {
 }
 
 #[tokio::test]
-async fn closed_unreachable_and_private_sites_fall_back_to_known_facts() {
+async fn unreadable_sites_use_known_facts() {
     let mut sites_pages = HashMap::new();
     // A redirect to a loopback name that only the `http://*` entry allows;
     // the host refuses it after DNS, before connecting.
@@ -282,7 +282,7 @@ async fn closed_unreachable_and_private_sites_fall_back_to_known_facts() {
 }
 
 #[tokio::test]
-async fn batches_lists_similar_accounts_and_tenants_stay_apart() {
+async fn batch_list_similar_isolated() {
     let sites = sites();
     let (manifest, options) = app_with_sites(&sites);
     let host = Host::start_with(&manifest, options);
@@ -344,7 +344,7 @@ async fn batches_lists_similar_accounts_and_tenants_stay_apart() {
     assert_eq!(rest["accounts"].as_array().unwrap().len(), 1);
     assert_eq!(rest["next"], Value::Null);
 
-    // The rival tenant sees none of it.
+    // The rival tenant reads none of it.
     let (status, _) = send(&host, "GET", "/ledgerly.example", &rival.access, None).await;
     assert_eq!(status, 404);
     let (_, list) = send(&host, "GET", "", &rival.access, None).await;

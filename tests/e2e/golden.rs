@@ -52,7 +52,7 @@ fn companies() -> Vec<Company> {
         .collect()
 }
 
-/// A plain home page built from the company's own description.
+/// Builds a plain home page from the company's own description.
 fn page_for(company: &Company) -> String {
     let first = company.blurb.split(". ").next().unwrap_or(&company.blurb);
     format!(
@@ -77,7 +77,7 @@ async fn post(host: &Host, path: &str, token: &str, body: Value) -> (u16, Value)
     (status, response.json().await.unwrap())
 }
 
-/// All the text of a piece of content, whatever its shape.
+/// Collects all the text of a piece of content, whatever its shape.
 fn all_text(value: &Value, out: &mut String) {
     match value {
         Value::String(s) => {

@@ -399,7 +399,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// One canned answer of a [`SiteServer`].
+/// One canned response of a [`SiteServer`].
 #[derive(Clone)]
 pub struct Page {
     pub status: u16,
@@ -464,7 +464,7 @@ impl SiteServer {
         }
     }
 
-    /// The paths requested so far.
+    /// Returns the paths requested so far.
     pub fn paths(&self) -> Vec<String> {
         self.requests
             .lock()
@@ -530,7 +530,7 @@ fn serve_page(
     let _ = stream.write_all(response.as_bytes());
 }
 
-/// The shipped app with account research pointed at a local site server:
+/// Returns the shipped app with account research pointed at a local site server:
 /// `site_url_template` becomes `http://ADDR/{domain}/` and the accounts
 /// component may reach that address.
 pub fn app_with_sites(sites: &SiteServer) -> (String, HostOptions) {

@@ -1,7 +1,7 @@
 //! Normalising what a user types as a company's domain.
 
 /// Turns `https://www.Acme.com/about` or `acme.com.` into `acme.com`, or
-/// says why the input is not a public domain name.
+/// returns why the input is not a public domain name.
 pub fn normalise(input: &str) -> Result<String, String> {
     let mut text = input.trim().to_ascii_lowercase();
     if text.is_empty() {

@@ -12,8 +12,8 @@ const STOP_WORDS: &[&str] = &[
     "an", "of", "to", "in", "on", "is", "it", "by", "as", "at", "or", "be", "us",
 ];
 
-/// A unit-length vector of `DIMS` floats for `text`; all zeros when the
-/// text has no words.
+/// Embeds `text` as a unit-length vector of `DIMS` floats, or all zeros
+/// when the text has no words.
 pub fn hashing_embedding(text: &str) -> Vec<f32> {
     let lower = text.to_lowercase();
     let words: Vec<&str> = lower

@@ -10,11 +10,11 @@
 //! | `GET /{id}/similar?k=N` | the tenant's most similar accounts |
 //!
 //! Research reads the company's site through the host's outbound rules,
-//! honouring robots.txt and size caps, keeps each fact with its source (the
-//! page URL, `provided`, or `model`), and asks the language-model service
-//! for the structured half; without a model, rules derive it and the
-//! profile says so. With no network, research proceeds from the known
-//! facts and says that too. Profiles are cached by domain for
+//! honouring robots.txt and size caps, and keeps each fact with its source
+//! (the page URL, `provided`, or `model`). It requests the structured half
+//! from the language-model service. Without a model, rules derive it and the
+//! profile notes that. With no network, research proceeds from the known
+//! facts and notes that too. Profiles are cached by domain for
 //! `profile_ttl_secs`.
 
 mod domain;

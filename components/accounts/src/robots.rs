@@ -2,7 +2,7 @@
 //! the group for our agent token (or `*`), and its `Allow` and `Disallow`
 //! rules, longest match first.
 
-/// The token our user agent answers to in robots.txt groups.
+/// The token that robots.txt groups use to address our user agent.
 pub const AGENT_TOKEN: &str = "copycar";
 
 /// Rules that apply to us, from one robots.txt.
@@ -58,8 +58,8 @@ impl Robots {
         }
     }
 
-    /// Whether `path` may be fetched. The longest matching rule decides;
-    /// on a tie `Allow` wins. `*` matches any run of characters and a
+    /// Returns whether `path` may be fetched. The longest matching rule
+    /// decides, and on a tie `Allow` wins. `*` matches any run of characters and a
     /// trailing `$` anchors the end.
     pub fn allows(&self, path: &str) -> bool {
         let mut best: Option<(usize, bool)> = None;

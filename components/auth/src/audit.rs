@@ -1,9 +1,9 @@
 //! Audit records of logins, failed logins, key creation and revocation.
 //!
-//! Each record is stored in the key-value store (for `GET /audit`) and,
-//! once the request's response is ready, published to the event log as an
-//! `audit` event with the record's id as its event id, so the streaming
-//! pipelines and the history see it too.
+//! Each record is stored in the key-value store for `GET /audit`. Once the
+//! request's response is ready, it is also published to the event log as an
+//! `audit` event whose event id is the record's id, so the streaming
+//! pipelines and the history include it.
 
 use copycar_guest::http::{ApiError, header};
 use copycar_guest::service::Service;

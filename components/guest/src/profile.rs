@@ -13,7 +13,7 @@ pub fn profile_key(tenant: &str, account_id: &str) -> String {
     format!("account:{tenant}:{account_id}")
 }
 
-/// Where a fact came from.
+/// Origin of a fact.
 ///
 /// On the wire a source is one string: the page URL it was read from,
 /// `provided` for facts the user sent, or `model` for facts a language
@@ -51,7 +51,7 @@ impl<'de> Deserialize<'de> for Source {
     }
 }
 
-/// What a fact is about.
+/// Subject of a fact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FactKind {
@@ -95,7 +95,7 @@ pub struct Profile {
     pub facts: Vec<Fact>,
     pub industry: Option<String>,
     pub size_band: Option<String>,
-    /// Ids of the facts that say what the company sells.
+    /// Ids of the facts that describe what the company sells.
     pub sells: Vec<String>,
     /// Ids of the facts that name likely pains.
     pub pains: Vec<String>,
@@ -105,7 +105,7 @@ pub struct Profile {
     /// known facts alone, with the reason in `research_note`.
     pub research: ResearchMode,
     pub research_note: Option<String>,
-    /// Which engine and model wrote the structured part: `llm` with a model
+    /// Engine and model that wrote the structured part: `llm` with a model
     /// name, or `rules` when no model was available.
     pub engine: String,
     pub model: Option<String>,
@@ -122,7 +122,7 @@ pub enum ResearchMode {
 }
 
 impl Profile {
-    /// The fact with this id.
+    /// Returns the fact with this id.
     pub fn fact(&self, id: &str) -> Option<&Fact> {
         self.facts.iter().find(|fact| fact.id == id)
     }

@@ -29,9 +29,9 @@ pub(crate) const EMBEDDING_MODEL: &str = "all-minilm-l6-v2";
 /// local model has no constrained decoding.
 const JSON_INSTRUCTION: &str = "Reply with one JSON object and nothing else.";
 
-/// The process-wide rayon pool has one thread, which suits the small
-/// response-rate network; the language models get their own pool with
-/// every core.
+/// Builds a rayon pool with every core for the language models. The
+/// process-wide pool keeps one thread, which suits the small response-rate
+/// network.
 fn model_pool() -> rayon::ThreadPool {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     rayon::ThreadPoolBuilder::new()
@@ -130,9 +130,9 @@ pub(crate) fn load(models_dir: &Path) -> LocalModels {
     local
 }
 
-/// The `[llm]` configuration to serve: the runtime config's own table when
-/// it names any provider, else the installed embedding model as the
-/// `embeddings` alias.
+/// Returns the `[llm]` configuration to serve: the runtime config's own
+/// table when it names any provider, else the installed embedding model as
+/// the `embeddings` alias.
 pub(crate) fn with_local_defaults(configured: LlmConfig, local: &LocalModels) -> LlmConfig {
     if !configured.providers.is_empty() {
         return configured;

@@ -516,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn nearest_neighbours_survive_a_reopen_and_stay_in_their_tenant() {
+    fn neighbours_survive_reopen_per_tenant() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("vectors.redb");
         let service = VectorsService::open(&path).unwrap();
