@@ -1,5 +1,7 @@
 -- Per campaign and hour: how many messages were sent, delivered, opened,
 -- clicked, replied to and bounced, and the rates between those steps.
+-- Replies and bounces often arrive days after the send; events up to 14
+-- days late still update their hour.
 CREATE TABLE events (
     tenant TEXT NOT NULL,
     type TEXT NOT NULL,
@@ -10,7 +12,7 @@ CREATE TABLE events (
     connector = 'event_log',
     format = 'json',
     type = 'source',
-    allowed_lateness = '10 minutes',
+    allowed_lateness = '14 days',
     idle_timeout = '30 seconds'
 );
 

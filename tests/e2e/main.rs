@@ -14,6 +14,7 @@ mod key_value;
 mod llm;
 mod manifest;
 mod outbound;
+mod pipelines;
 mod predict;
 mod routing;
 mod sandbox;

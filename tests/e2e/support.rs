@@ -24,7 +24,8 @@ pub fn wasm(name: &str) -> PathBuf {
         let status = Command::new("sh")
             .arg(root.join("components/build.sh"))
             .args([
-                "health", "hello", "probe", "auth", "predict", "events", "accounts", "content", "sql",
+                "health", "hello", "probe", "auth", "predict", "events", "accounts", "content",
+                "sql",
             ])
             .current_dir(&root)
             .status()
@@ -231,9 +232,15 @@ pub fn app_manifest() -> String {
         )
 }
 
-/// Options that give the shipped app its required signing key.
+/// Options that give the shipped app its required signing key and its
+/// shipped pipelines (the manifest is copied elsewhere, so the folder
+/// beside it would be empty).
 pub fn app_options() -> HostOptions {
     HostOptions {
+        args: vec![
+            "--pipelines-dir".into(),
+            workspace_root().join("pipelines").display().to_string(),
+        ],
         env: vec![(
             "SPIN_VARIABLE_TOKEN_SIGNING_KEY".into(),
             TEST_SIGNING_KEY.into(),

@@ -8,6 +8,8 @@ mod local_models;
 mod models;
 mod models_service;
 mod outreach;
+mod pipelines;
+mod pipelines_service;
 mod send_time_service;
 mod service_reply;
 mod sql_service;
@@ -42,6 +44,9 @@ enum Command {
     Models(train::ModelsArgs),
     /// Research the companies in a CSV file and write copy for each.
     Outreach(outreach::OutreachArgs),
+    /// Check streaming SQL pipelines or export them for another engine.
+    #[command(subcommand)]
+    Pipelines(pipelines::PipelinesCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,6 +87,7 @@ fn run() -> anyhow::Result<()> {
         Command::Train(args) => train::run_train(args),
         Command::Models(args) => train::run_models(args),
         Command::Outreach(args) => outreach::run(args),
+        Command::Pipelines(command) => pipelines::run(command),
     }
 }
 

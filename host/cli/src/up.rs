@@ -52,6 +52,10 @@ pub(crate) struct UpArgs {
     /// Wall-clock limit of one ad-hoc SQL query, in milliseconds.
     #[arg(long, default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     sql_timeout_ms: u64,
+    /// Folder of the shipped streaming SQL pipelines (`*.sql`), which run
+    /// for every tenant [default: pipelines beside the manifest].
+    #[arg(long)]
+    pipelines_dir: Option<PathBuf>,
     /// Memory that one ad-hoc SQL query may use for sorts, joins and
     /// aggregates, in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
@@ -117,6 +121,21 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     services.register(
         "events",
         crate::events_service::EventsService::new(events.clone()),
+    );
+    let pipelines_dir = args.pipelines_dir.clone().unwrap_or_else(|| {
+        app.manifest_path()
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("pipelines")
+    });
+    services.register(
+        "pipelines",
+        crate::pipelines_service::PipelinesService::start(
+            events.clone(),
+            &pipelines_dir,
+            data_dir.join("pipelines"),
+        )
+        .await?,
     );
     let history_dir = data_dir.join("history");
     let sql_timeout = std::time::Duration::from_millis(args.sql_timeout_ms);

@@ -19,9 +19,12 @@
 //! 4. [`PipelineHandle`] runs a pipeline on a task over any
 //!    [`copycar_events::EventSource`]: rows are queryable per tenant and
 //!    every change is broadcast as an [`Update`].
+//! 5. [`export_arroyo`] rewrites a pipeline's source for an Arroyo cluster
+//!    that reads the event topic on Fluvio.
 
 mod batch;
 mod error;
+mod export;
 mod parse;
 mod pipeline;
 mod plan;
@@ -30,6 +33,7 @@ mod state;
 mod value;
 
 pub use error::{PipelineError, SqlError};
+pub use export::{ArroyoTarget, export_arroyo};
 pub use parse::{Connector, EventColumn, PipelineSpec, SourceSpec, parse_pipeline};
 pub use pipeline::{Pipeline, PipelineStats, ResultRow, Update, UpdateOp};
 pub use plan::WindowKind;

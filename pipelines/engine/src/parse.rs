@@ -31,6 +31,13 @@ pub struct PipelineSpec {
     pub(crate) outputs: Vec<OutputSpec>,
 }
 
+impl PipelineSpec {
+    /// The sink tables the pipeline writes, in file order.
+    pub fn sinks(&self) -> Vec<String> {
+        self.outputs.iter().map(|o| o.sink.clone()).collect()
+    }
+}
+
 /// Where events come from. Both connectors read the embedded event log in
 /// this engine; `fluvio` keeps the topic so the same file runs on Arroyo.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -444,6 +451,17 @@ fn source_spec(
                 }
             }
             "type" | "endpoint" | "source.offset" => {}
+            "json.timestamp_format" => {
+                if option.value != "unix_millis" {
+                    return Err(SqlError::at_span(
+                        option.span,
+                        format!(
+                            "json.timestamp_format `{}` is not supported; event times are `unix_millis`",
+                            option.value
+                        ),
+                    ));
+                }
+            }
             "allowed_lateness" => {
                 allowed_lateness_ms = parse_duration(&option.value).ok_or_else(|| {
                     SqlError::at_span(
@@ -472,7 +490,7 @@ fn source_spec(
                 return Err(SqlError::at_span(
                     option.span,
                     format!(
-                        "unknown source option `{other}`; known options are connector, topic, format, type, endpoint, source.offset, allowed_lateness and idle_timeout"
+                        "unknown source option `{other}`; known options are connector, topic, format, json.timestamp_format, type, endpoint, source.offset, allowed_lateness and idle_timeout"
                     ),
                 ));
             }

@@ -67,6 +67,9 @@ pub struct PipelineStats {
     /// allowed lateness.
     pub dropped_late: BTreeMap<String, u64>,
     pub open_windows: usize,
+    /// Events read per tenant, for figures a tenant may see without
+    /// learning about other tenants' traffic.
+    pub events_by_tenant: BTreeMap<String, u64>,
 }
 
 /// Everything that survives a restart, written atomically in one file.
@@ -79,6 +82,8 @@ struct Checkpoint {
     /// Wall-clock time of the last event read, for idle heartbeats.
     last_event_wall_ms: i64,
     events_read: u64,
+    #[serde(default)]
+    events_by_tenant: BTreeMap<String, u64>,
     outputs: Vec<OutputState>,
     results: BTreeMap<String, ResultRow>,
 }
@@ -104,6 +109,9 @@ pub struct Pipeline {
     state: Checkpoint,
     results: Arc<RwLock<BTreeMap<String, ResultRow>>>,
     checkpoint_path: PathBuf,
+    /// When set, events of other tenants are skipped (but their offsets
+    /// still consumed).
+    tenant_scope: Option<String>,
 }
 
 impl Pipeline {
@@ -235,7 +243,14 @@ impl Pipeline {
             state,
             results,
             checkpoint_path,
+            tenant_scope: None,
         })
+    }
+
+    /// Makes the pipeline read only `tenant`'s events: a pipeline a tenant
+    /// defines must never aggregate another tenant's rows.
+    pub fn scope_to_tenant(&mut self, tenant: impl Into<String>) {
+        self.tenant_scope = Some(tenant.into());
     }
 
     pub fn name(&self) -> &str {
@@ -273,6 +288,7 @@ impl Pipeline {
                 .flat_map(|s| s.groups.values())
                 .map(|g| g.windows.len())
                 .sum(),
+            events_by_tenant: self.state.events_by_tenant.clone(),
         }
     }
 
@@ -295,11 +311,25 @@ impl Pipeline {
         events: &[StoredEvent],
         now_ms: i64,
     ) -> Result<Vec<Update>, PipelineError> {
-        let fresh: Vec<&StoredEvent> = events
+        let unread: Vec<&StoredEvent> = events
             .iter()
             .filter(|e| e.offset >= self.state.next_offset)
             .collect();
+        let Some(last_offset) = unread.last().map(|e| e.offset) else {
+            return self.heartbeat(now_ms).await;
+        };
+        let fresh: Vec<&StoredEvent> = match &self.tenant_scope {
+            Some(tenant) => unread
+                .into_iter()
+                .filter(|e| &e.event.tenant == tenant)
+                .collect(),
+            None => unread,
+        };
         if fresh.is_empty() {
+            // Only other tenants' events: consume their offsets. The
+            // checkpoint catches up with the next write; rereading them
+            // after a restart skips them again.
+            self.state.next_offset = last_offset + 1;
             return self.heartbeat(now_ms).await;
         }
         let watermark = self.state.watermark;
@@ -374,10 +404,14 @@ impl Pipeline {
         self.state.max_event_time = self.state.max_event_time.max(batch_max);
         self.state.last_event_wall_ms = now_ms;
         self.state.events_read += fresh.len() as u64;
-        self.state.next_offset = fresh
-            .last()
-            .map(|e| e.offset + 1)
-            .unwrap_or(self.state.next_offset);
+        for event in &fresh {
+            *self
+                .state
+                .events_by_tenant
+                .entry(event.event.tenant.clone())
+                .or_default() += 1;
+        }
+        self.state.next_offset = last_offset + 1;
         if let Some(max) = self.state.max_event_time {
             self.raise_watermark(max - self.spec.source.watermark_delay_ms);
         }

@@ -137,6 +137,12 @@ impl PipelineHandle {
         self.updates.subscribe()
     }
 
+    /// True once the task has ended: stopped, or failed (then
+    /// [`PipelineHandle::stop`] returns the error).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     pub fn stats(&self) -> PipelineStats {
         self.stats.lock().expect("stats lock").clone()
     }

@@ -356,6 +356,36 @@ async fn tenants_stay_apart() {
 }
 
 #[tokio::test]
+async fn scoped_pipeline_reads_one_tenant_and_consumes_all_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pipeline = open("scoped", MINUTE_COUNTS, dir.path()).await;
+    pipeline.scope_to_tenant("acme");
+    let events = stored(vec![
+        event_at("acme", 1),
+        event_at("globex", 2),
+        event_at("acme", 3),
+        event_at("globex", 4),
+    ]);
+    pipeline.process(&events, 0).await.unwrap();
+    assert_eq!(pipeline.next_offset(), 4);
+    assert_eq!(pipeline.rows("acme")[0].row["sent"], json!(2));
+    assert!(pipeline.rows("globex").is_empty());
+    let stats = pipeline.stats();
+    assert_eq!(stats.events_read, 2);
+    assert_eq!(stats.events_by_tenant.get("acme"), Some(&2));
+    assert_eq!(stats.events_by_tenant.get("globex"), None);
+
+    // A batch with only other tenants' events moves the offset on.
+    let offset_four = vec![StoredEvent {
+        offset: 4,
+        event: event_at("globex", 5),
+    }];
+    pipeline.process(&offset_four, 0).await.unwrap();
+    assert_eq!(pipeline.next_offset(), 5);
+    assert_eq!(pipeline.stats().events_read, 2);
+}
+
+#[tokio::test]
 async fn restart_resumes_from_checkpoint_exactly() {
     let sql = source(", allowed_lateness = '1 hour'", ALL_COLUMNS)
         + "INSERT INTO out SELECT tumble(INTERVAL '15 minutes') AS window, campaign,

@@ -1,0 +1,1088 @@
+//! `pipelines.copycar.internal`: the streaming SQL pipelines of the running
+//! host, served in-process to components, which authenticate callers and
+//! pass the tenant along.
+//!
+//! Two kinds of pipeline run here:
+//!
+//! - **shipped**: the `*.sql` files of the application's `pipelines/`
+//!   folder. They read every tenant's events and keep rows per tenant; a
+//!   tenant sees only its own rows and cannot pause or delete them.
+//! - **custom**: created by a tenant over the API. They read only that
+//!   tenant's events, are stored under the data directory and start again
+//!   with the host, paused or not as they were left.
+//!
+//! Endpoints (every one takes `tenant`, in the query or the body):
+//!
+//! - `GET /v1/pipelines`: list with state and figures.
+//! - `POST /v1/pipelines` `{"tenant", "name", "sql"}`: validates and starts
+//!   a custom pipeline. SQL errors carry `line` and `column`.
+//! - `GET /v1/pipelines/{name}`: one pipeline, with its SQL.
+//! - `POST /v1/pipelines/{name}/pause` and `/resume`; `DELETE
+//!   /v1/pipelines/{name}`: custom pipelines only.
+//! - `GET /v1/pipelines/{name}/results?output=&limit=&closed=`: current rows
+//!   and the update sequence they reflect.
+//! - `GET /v1/pipelines/{name}/updates?after=&wait_ms=`: long poll for row
+//!   changes after a sequence number, for server-sent events.
+//!
+//! The figures a tenant sees count that tenant's events only: how many were
+//! read, how many per second over the last seconds, and how far behind the
+//! log the pipeline is, in milliseconds of arrival time.
+
+use crate::service_reply::reply;
+use bytes::Bytes;
+use copycar_events::EventLog;
+use copycar_pipelines::{
+    Pipeline, PipelineError, PipelineHandle, PipelineStats, ResultRow, RunOptions, Update,
+    parse_pipeline,
+};
+use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Mutex as AsyncMutex, broadcast, watch};
+
+/// Custom pipelines one tenant may keep.
+const MAX_CUSTOM_PER_TENANT: usize = 10;
+/// Largest pipeline SQL, in bytes.
+const MAX_SQL_BYTES: usize = 64 * 1024;
+/// Row changes kept per pipeline for long polls; a client further behind is
+/// told to reload the results.
+const FEED_CAPACITY: usize = 8192;
+/// Longest a long poll waits for a change.
+const MAX_WAIT_MS: u64 = 25_000;
+/// Largest `limit` on results.
+const MAX_RESULT_ROWS: usize = 10_000;
+/// Throughput is measured over this many one-second samples.
+const RATE_SAMPLES: usize = 10;
+
+/// Whose pipeline: one shipped with the application, or a tenant's own.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Owner {
+    Shipped,
+    Tenant(String),
+}
+
+type Key = (Owner, String);
+
+/// Row changes of one pipeline with sequence numbers, for long polls.
+struct Feed {
+    /// Distinguishes this run's sequence numbers from an earlier run's.
+    epoch: String,
+    entries: Mutex<VecDeque<(u64, Update)>>,
+    /// The newest sequence number; 0 before the first change.
+    latest: watch::Sender<u64>,
+}
+
+impl Feed {
+    fn new() -> Arc<Feed> {
+        let mut bytes = [0u8; 6];
+        getrandom::fill(&mut bytes).expect("the OS random source is available");
+        Arc::new(Feed {
+            epoch: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            entries: Mutex::new(VecDeque::new()),
+            latest: watch::Sender::new(0),
+        })
+    }
+
+    fn push(&self, update: Update) {
+        let mut entries = self.entries.lock().expect("feed lock");
+        let seq = *self.latest.borrow() + 1;
+        if entries.len() == FEED_CAPACITY {
+            entries.pop_front();
+        }
+        entries.push_back((seq, update));
+        self.latest.send_replace(seq);
+    }
+
+    /// Marks changes as lost (a subscriber lagged behind the pipeline), so
+    /// every poll from an older sequence resets.
+    fn lose(&self) {
+        let mut entries = self.entries.lock().expect("feed lock");
+        entries.clear();
+        let seq = *self.latest.borrow() + 1;
+        self.latest.send_replace(seq);
+    }
+
+    fn latest(&self) -> u64 {
+        *self.latest.borrow()
+    }
+
+    /// Changes of `tenant` after `after`, and whether some were dropped
+    /// since (then the client must reload the results).
+    fn since(&self, tenant: &str, after: u64) -> (Vec<(u64, Update)>, bool) {
+        let entries = self.entries.lock().expect("feed lock");
+        let latest = self.latest();
+        let oldest_kept = entries.front().map(|(seq, _)| *seq).unwrap_or(latest + 1);
+        let gap = after < latest && after + 1 < oldest_kept;
+        let updates = entries
+            .iter()
+            .filter(|(seq, u)| *seq > after && u.tenant == tenant)
+            .cloned()
+            .collect();
+        (updates, gap)
+    }
+}
+
+enum Status {
+    Running(PipelineHandle),
+    /// Stopped by its owner; the pipeline is planned and its checkpoint
+    /// loaded, so rows stay readable.
+    Paused(Box<Pipeline>),
+    /// Could not be planned or stopped with an error.
+    Failed(String),
+    /// Between states while pausing or resuming.
+    Moving,
+}
+
+struct Entry {
+    owner: Owner,
+    name: String,
+    sql: String,
+    outputs: Vec<String>,
+    created_at: i64,
+    status: Status,
+    feed: Arc<Feed>,
+    /// Figures at the last stop, for a paused or failed pipeline.
+    last_stats: PipelineStats,
+    samples: VecDeque<(Instant, PipelineStats)>,
+}
+
+impl Entry {
+    fn state_name(&self) -> &'static str {
+        match &self.status {
+            Status::Running(_) => "running",
+            Status::Paused(_) => "paused",
+            Status::Failed(_) => "failed",
+            Status::Moving => "changing",
+        }
+    }
+
+    fn stats(&self) -> PipelineStats {
+        match &self.status {
+            Status::Running(handle) => handle.stats(),
+            Status::Paused(pipeline) => pipeline.stats(),
+            _ => self.last_stats.clone(),
+        }
+    }
+
+    fn rows(&self, tenant: &str) -> Vec<ResultRow> {
+        match &self.status {
+            Status::Running(handle) => handle.rows(tenant),
+            Status::Paused(pipeline) => pipeline.rows(tenant),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Events of `tenant` per second over the sampled seconds.
+    fn rate(&self, tenant: &str) -> f64 {
+        let (Some((first_at, first)), Some((last_at, last))) =
+            (self.samples.front(), self.samples.back())
+        else {
+            return 0.0;
+        };
+        let seconds = last_at.duration_since(*first_at).as_secs_f64();
+        if seconds <= 0.0 {
+            return 0.0;
+        }
+        let count = |s: &PipelineStats| s.events_by_tenant.get(tenant).copied().unwrap_or(0);
+        count(last).saturating_sub(count(first)) as f64 / seconds
+    }
+}
+
+#[derive(Deserialize, serde::Serialize)]
+struct CustomMeta {
+    paused: bool,
+    created_at: i64,
+}
+
+pub(crate) struct PipelinesService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: Arc<EventLog>,
+    /// `<data-dir>/pipelines`: custom SQL and every checkpoint.
+    root: PathBuf,
+    entries: AsyncMutex<BTreeMap<Key, Entry>>,
+    options: RunOptions,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl PipelinesService {
+    /// Starts the shipped pipelines found in `shipped_dir` (when it exists)
+    /// and the custom ones stored under `root`.
+    pub async fn start(
+        log: Arc<EventLog>,
+        shipped_dir: &Path,
+        root: PathBuf,
+    ) -> anyhow::Result<PipelinesService> {
+        let inner = Arc::new(Inner {
+            log,
+            root,
+            entries: AsyncMutex::new(BTreeMap::new()),
+            options: RunOptions::default(),
+        });
+        std::fs::create_dir_all(inner.custom_dir()).map_err(|e| {
+            anyhow::anyhow!("failed to create {}: {e}", inner.custom_dir().display())
+        })?;
+
+        let mut found = Vec::new();
+        match std::fs::read_dir(shipped_dir) {
+            Ok(dir) => {
+                for entry in dir.flatten() {
+                    let path = entry.path();
+                    if path.extension().is_some_and(|x| x == "sql") {
+                        found.push(path);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::info!(dir = %shipped_dir.display(), "no pipelines folder; no shipped pipelines run");
+            }
+            Err(e) => anyhow::bail!("failed to read {}: {e}", shipped_dir.display()),
+        }
+        found.sort();
+        for path in found {
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            if let Err(message) = check_name(&name) {
+                tracing::error!(file = %path.display(), "skipped a pipeline file: {message}");
+                continue;
+            }
+            let sql = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+            inner
+                .install(Owner::Shipped, name, sql, now_ms(), false)
+                .await;
+        }
+
+        // Custom pipelines: <root>/custom/<tenant>/<name>.sql and .json.
+        let custom = inner.custom_dir();
+        for tenant_dir in std::fs::read_dir(&custom)
+            .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", custom.display()))?
+            .flatten()
+        {
+            let tenant = tenant_dir.file_name().to_string_lossy().to_string();
+            if check_tenant(&tenant).is_err() {
+                continue;
+            }
+            let Ok(files) = std::fs::read_dir(tenant_dir.path()) else {
+                continue;
+            };
+            let mut sql_files: Vec<PathBuf> = files
+                .flatten()
+                .map(|f| f.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+                .collect();
+            sql_files.sort();
+            for path in sql_files {
+                let name = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default()
+                    .to_string();
+                let sql = match std::fs::read_to_string(&path) {
+                    Ok(sql) => sql,
+                    Err(e) => {
+                        tracing::error!(file = %path.display(), error = %e, "failed to read a custom pipeline");
+                        continue;
+                    }
+                };
+                let meta: CustomMeta = std::fs::read(path.with_extension("json"))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(CustomMeta {
+                        paused: false,
+                        created_at: now_ms(),
+                    });
+                inner
+                    .install(
+                        Owner::Tenant(tenant.clone()),
+                        name,
+                        sql,
+                        meta.created_at,
+                        meta.paused,
+                    )
+                    .await;
+            }
+        }
+
+        // One-second samples for throughput, and a check for pipelines
+        // whose task ended with an error.
+        let sampler = Arc::downgrade(&inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let Some(inner) = sampler.upgrade() else {
+                    break;
+                };
+                inner.sample().await;
+            }
+        });
+        Ok(PipelinesService { inner })
+    }
+}
+
+impl Inner {
+    fn custom_dir(&self) -> PathBuf {
+        self.root.join("custom")
+    }
+
+    fn state_dir(&self, owner: &Owner) -> PathBuf {
+        match owner {
+            Owner::Shipped => self.root.join("state").join("shipped"),
+            Owner::Tenant(tenant) => self.root.join("state").join("custom").join(tenant),
+        }
+    }
+
+    /// Plans a pipeline, restores its checkpoint and starts it (or keeps it
+    /// paused). A shipped pipeline whose SQL changed since its checkpoint
+    /// was written recomputes from the start of the log.
+    async fn install(
+        &self,
+        owner: Owner,
+        name: String,
+        sql: String,
+        created_at: i64,
+        paused: bool,
+    ) {
+        let outputs = parse_pipeline(&name, &sql)
+            .map(|spec| spec.sinks())
+            .unwrap_or_default();
+        let mut entry = Entry {
+            owner: owner.clone(),
+            name: name.clone(),
+            sql: sql.clone(),
+            outputs,
+            created_at,
+            status: Status::Moving,
+            feed: Feed::new(),
+            last_stats: PipelineStats::default(),
+            samples: VecDeque::new(),
+        };
+        entry.status = match self.open(&owner, &name, &sql).await {
+            Ok(pipeline) if paused => Status::Paused(Box::new(pipeline)),
+            Ok(pipeline) => Status::Running(self.run(pipeline, &entry.feed)),
+            Err(e) => {
+                tracing::error!(pipeline = %name, owner = ?owner, error = %e, "pipeline not started");
+                Status::Failed(e.to_string())
+            }
+        };
+        tracing::info!(pipeline = %name, owner = ?owner, state = entry.state_name(), "pipeline installed");
+        self.entries.lock().await.insert((owner, name), entry);
+    }
+
+    async fn open(&self, owner: &Owner, name: &str, sql: &str) -> Result<Pipeline, PipelineError> {
+        let state_dir = self.state_dir(owner);
+        let spec = parse_pipeline(name, sql).map_err(|source| PipelineError::Sql {
+            pipeline: name.to_string(),
+            source,
+        })?;
+        let opened = match Pipeline::open(spec.clone(), sql, &state_dir).await {
+            Err(PipelineError::CorruptCheckpoint { path, message, .. }) => {
+                // Keep the old file for inspection and start over from the
+                // beginning of the log.
+                let aside = path.with_extension(format!("json.stale-{}", now_ms()));
+                tracing::warn!(pipeline = %name, checkpoint = %path.display(), moved_to = %aside.display(), reason = %message, "recomputing the pipeline from the start of the log");
+                std::fs::rename(&path, &aside).map_err(|source| PipelineError::Checkpoint {
+                    pipeline: name.to_string(),
+                    action: "move aside",
+                    path: path.clone(),
+                    source,
+                })?;
+                Pipeline::open(spec, sql, &state_dir).await
+            }
+            other => other,
+        };
+        let mut pipeline = opened?;
+        if let Owner::Tenant(tenant) = owner {
+            pipeline.scope_to_tenant(tenant.clone());
+        }
+        Ok(pipeline)
+    }
+
+    /// Starts `pipeline` on a task and copies its row changes into `feed`.
+    fn run(&self, pipeline: Pipeline, feed: &Arc<Feed>) -> PipelineHandle {
+        let handle = PipelineHandle::start(pipeline, self.log.clone(), self.options.clone());
+        let mut updates = handle.subscribe();
+        let feed = feed.clone();
+        let name = handle.name().to_string();
+        tokio::spawn(async move {
+            loop {
+                match updates.recv().await {
+                    Ok(update) => feed.push(update),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(pipeline = %name, missed, "row changes were dropped; subscribers reload the results");
+                        feed.lose();
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        handle
+    }
+
+    async fn sample(&self) {
+        let mut entries = self.entries.lock().await;
+        for entry in entries.values_mut() {
+            if let Status::Running(handle) = &entry.status {
+                if handle.is_finished() {
+                    let Status::Running(handle) =
+                        std::mem::replace(&mut entry.status, Status::Moving)
+                    else {
+                        unreachable!()
+                    };
+                    entry.last_stats = handle.stats();
+                    let message = match handle.stop().await {
+                        Ok(()) => "the pipeline task ended".to_string(),
+                        Err(e) => e.to_string(),
+                    };
+                    tracing::error!(pipeline = %entry.name, owner = ?entry.owner, error = %message, "pipeline failed");
+                    entry.status = Status::Failed(message);
+                    continue;
+                }
+                entry.samples.push_back((Instant::now(), handle.stats()));
+                if entry.samples.len() > RATE_SAMPLES + 1 {
+                    entry.samples.pop_front();
+                }
+            }
+        }
+    }
+
+    /// How far behind the log the pipeline is: the age of the oldest event
+    /// it has not read yet, 0 when it has read everything.
+    fn lag_ms(&self, next_offset: u64) -> i64 {
+        if next_offset >= self.log.next_offset() {
+            return 0;
+        }
+        match self.log.read_from(next_offset, 1) {
+            Ok(events) => events
+                .first()
+                .map(|e| (now_ms() - e.event.received_at).max(0))
+                .unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the log for pipeline lag failed");
+                0
+            }
+        }
+    }
+
+    fn describe(&self, entry: &Entry, tenant: &str, with_sql: bool) -> Value {
+        let stats = entry.stats();
+        let mut value = json!({
+            "name": entry.name,
+            "kind": match entry.owner { Owner::Shipped => "shipped", Owner::Tenant(_) => "custom" },
+            "state": entry.state_name(),
+            "outputs": entry.outputs,
+            "created_at": entry.created_at,
+            "stats": {
+                "events_read": stats.events_by_tenant.get(tenant).copied().unwrap_or(0),
+                "events_per_sec": (entry.rate(tenant) * 10.0).round() / 10.0,
+                "lag_ms": match entry.status {
+                    Status::Running(_) | Status::Paused(_) => self.lag_ms(stats.next_offset),
+                    _ => 0,
+                },
+                "watermark": stats.watermark,
+                "open_windows": stats.open_windows,
+                "dropped_late": stats.dropped_late,
+            },
+        });
+        if let Status::Failed(message) = &entry.status {
+            value["error"] = json!(message);
+        }
+        if with_sql {
+            value["sql"] = json!(entry.sql);
+        }
+        value
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 48
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid pipeline name `{name}`: use 1 to 48 lowercase letters, digits and underscores, starting with a letter"
+        ))
+    }
+}
+
+fn check_tenant(tenant: &str) -> Result<(), String> {
+    let valid = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err("tenant must be 1 to 64 letters, digits, `-` or `_`".to_string())
+    }
+}
+
+fn error(status: u16, code: &str, message: impl Into<String>) -> http::Response<Bytes> {
+    reply(status, json!({"error": message.into(), "code": code}))
+}
+
+impl InternalService for PipelinesService {
+    fn handle(&self, request: ServiceRequest) -> ServiceFuture {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let (parts, body) = request.request.into_parts();
+            let query: HashMap<String, String> =
+                serde_urlencoded::from_str(parts.uri.query().unwrap_or("")).unwrap_or_default();
+            let path = parts.uri.path().to_string();
+            let segments: Vec<&str> = path
+                .trim_start_matches("/v1/pipelines")
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .collect();
+            if !path.starts_with("/v1/pipelines") {
+                return error(
+                    404,
+                    "not_found",
+                    format!("no endpoint {path} on pipelines.copycar.internal"),
+                );
+            }
+            let method = parts.method.as_str();
+            if method == "POST" && segments.is_empty() {
+                return inner.create(&body).await;
+            }
+            let Some(tenant) = query.get("tenant").cloned() else {
+                return error(400, "invalid", "tenant is required");
+            };
+            if let Err(message) = check_tenant(&tenant) {
+                return error(400, "invalid", message);
+            }
+            match (method, segments.as_slice()) {
+                ("GET", []) => inner.list(&tenant).await,
+                ("GET", [name]) => inner.show(&tenant, name).await,
+                ("DELETE", [name]) => inner.delete(&tenant, name).await,
+                ("POST", [name, "pause"]) => inner.pause(&tenant, name).await,
+                ("POST", [name, "resume"]) => inner.resume(&tenant, name).await,
+                ("GET", [name, "results"]) => inner.results(&tenant, name, &query).await,
+                ("GET", [name, "updates"]) => inner.updates(&tenant, name, &query).await,
+                (_, [] | [_] | [_, "pause" | "resume" | "results" | "updates"]) => error(
+                    405,
+                    "method_not_allowed",
+                    format!("method {method} is not allowed on {path}"),
+                ),
+                _ => error(404, "not_found", format!("no endpoint {path}")),
+            }
+        })
+    }
+}
+
+impl Inner {
+    /// The pipeline `name` as `tenant` sees it: its own custom one first,
+    /// else a shipped one.
+    fn find_key(entries: &BTreeMap<Key, Entry>, tenant: &str, name: &str) -> Option<Key> {
+        let own = (Owner::Tenant(tenant.to_string()), name.to_string());
+        if entries.contains_key(&own) {
+            return Some(own);
+        }
+        let shipped = (Owner::Shipped, name.to_string());
+        entries.contains_key(&shipped).then_some(shipped)
+    }
+
+    fn not_found(name: &str) -> http::Response<Bytes> {
+        error(404, "not_found", format!("no pipeline named `{name}`"))
+    }
+
+    async fn list(&self, tenant: &str) -> http::Response<Bytes> {
+        let entries = self.entries.lock().await;
+        let list: Vec<Value> = entries
+            .values()
+            .filter(|e| match &e.owner {
+                Owner::Shipped => true,
+                Owner::Tenant(owner) => owner == tenant,
+            })
+            .map(|e| self.describe(e, tenant, false))
+            .collect();
+        reply(200, json!({"pipelines": list}))
+    }
+
+    async fn show(&self, tenant: &str, name: &str) -> http::Response<Bytes> {
+        let entries = self.entries.lock().await;
+        match Self::find_key(&entries, tenant, name) {
+            Some(key) => reply(200, self.describe(&entries[&key], tenant, true)),
+            None => Self::not_found(name),
+        }
+    }
+
+    async fn create(&self, body: &[u8]) -> http::Response<Bytes> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Create {
+            tenant: String,
+            name: String,
+            sql: String,
+        }
+        let request: Create = match serde_json::from_slice(body) {
+            Ok(request) => request,
+            Err(e) => return error(400, "invalid", format!("invalid JSON body: {e}")),
+        };
+        if let Err(message) = check_tenant(&request.tenant) {
+            return error(400, "invalid", message);
+        }
+        if let Err(message) = check_name(&request.name) {
+            return reply(
+                400,
+                json!({"error": message, "code": "invalid", "field": "name"}),
+            );
+        }
+        if request.sql.trim().is_empty() || request.sql.len() > MAX_SQL_BYTES {
+            return reply(
+                400,
+                json!({"error": format!("sql must be 1 to {MAX_SQL_BYTES} bytes"), "code": "invalid", "field": "sql"}),
+            );
+        }
+        let owner = Owner::Tenant(request.tenant.clone());
+        {
+            let entries = self.entries.lock().await;
+            if entries.contains_key(&(Owner::Shipped, request.name.clone())) {
+                return reply(
+                    409,
+                    json!({"error": format!("`{}` is the name of a shipped pipeline; choose another", request.name), "code": "conflict", "field": "name"}),
+                );
+            }
+            if entries.contains_key(&(owner.clone(), request.name.clone())) {
+                return reply(
+                    409,
+                    json!({"error": format!("a pipeline named `{}` exists; delete it first", request.name), "code": "conflict", "field": "name"}),
+                );
+            }
+            let owned = entries.keys().filter(|(o, _)| *o == owner).count();
+            if owned >= MAX_CUSTOM_PER_TENANT {
+                return error(
+                    409,
+                    "limit",
+                    format!(
+                        "a tenant may keep {MAX_CUSTOM_PER_TENANT} pipelines; delete one first"
+                    ),
+                );
+            }
+        }
+
+        // Validate by planning it on DataFusion, which also checks column
+        // names and types; nothing is written until that succeeds.
+        let spec = match parse_pipeline(&request.name, &request.sql) {
+            Ok(spec) => spec,
+            Err(e) => return sql_error(&request.tenant, &e),
+        };
+        let probe_dir = match tempfile::tempdir() {
+            Ok(dir) => dir,
+            Err(e) => {
+                tracing::error!(error = %e, "no temporary directory for planning a pipeline");
+                return error(
+                    500,
+                    "internal",
+                    "could not plan the pipeline; see the host log",
+                );
+            }
+        };
+        match Pipeline::open(spec, &request.sql, probe_dir.path()).await {
+            Ok(_) => {}
+            Err(PipelineError::Sql { source, .. }) => return sql_error(&request.tenant, &source),
+            Err(e) => {
+                tracing::error!(pipeline = %request.name, error = %e, "planning a new pipeline failed");
+                return error(
+                    500,
+                    "internal",
+                    "could not plan the pipeline; see the host log",
+                );
+            }
+        }
+
+        let created_at = now_ms();
+        let dir = self.custom_dir().join(&request.tenant);
+        let stored = std::fs::create_dir_all(&dir)
+            .and_then(|()| {
+                write_synced(
+                    &dir.join(format!("{}.sql", request.name)),
+                    request.sql.as_bytes(),
+                )
+            })
+            .and_then(|()| {
+                write_meta(
+                    &dir,
+                    &request.name,
+                    &CustomMeta {
+                        paused: false,
+                        created_at,
+                    },
+                )
+            });
+        if let Err(e) = stored {
+            tracing::error!(pipeline = %request.name, tenant = %request.tenant, error = %e, "storing a new pipeline failed");
+            return error(
+                500,
+                "internal",
+                "could not store the pipeline; see the host log",
+            );
+        }
+        self.install(
+            owner.clone(),
+            request.name.clone(),
+            request.sql,
+            created_at,
+            false,
+        )
+        .await;
+        tracing::info!(pipeline = %request.name, tenant = %request.tenant, "created a custom pipeline");
+        let entries = self.entries.lock().await;
+        let entry = &entries[&(owner, request.name)];
+        reply(201, self.describe(entry, &request.tenant, true))
+    }
+
+    /// Looks up a custom pipeline of `tenant` for a change, or answers why
+    /// it cannot be changed.
+    fn own_key(
+        entries: &BTreeMap<Key, Entry>,
+        tenant: &str,
+        name: &str,
+    ) -> Result<Key, http::Response<Bytes>> {
+        match Self::find_key(entries, tenant, name) {
+            Some((Owner::Shipped, _)) => Err(error(
+                403,
+                "forbidden",
+                format!(
+                    "`{name}` is shipped with the application and runs for every tenant; it cannot be paused, resumed or deleted over the API"
+                ),
+            )),
+            Some(key) => Ok(key),
+            None => Err(Self::not_found(name)),
+        }
+    }
+
+    async fn pause(&self, tenant: &str, name: &str) -> http::Response<Bytes> {
+        let mut entries = self.entries.lock().await;
+        let key = match Self::own_key(&entries, tenant, name) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        let entry = entries.get_mut(&key).expect("key was found");
+        match std::mem::replace(&mut entry.status, Status::Moving) {
+            Status::Running(handle) => {
+                entry.last_stats = handle.stats();
+                if let Err(e) = handle.stop().await {
+                    tracing::error!(pipeline = %name, error = %e, "pipeline failed while pausing");
+                }
+                entry.status = match self.open(&key.0, name, &entry.sql).await {
+                    Ok(pipeline) => Status::Paused(Box::new(pipeline)),
+                    Err(e) => Status::Failed(e.to_string()),
+                };
+            }
+            other => entry.status = other,
+        }
+        if let Err(e) = write_meta(
+            &self.custom_dir().join(tenant),
+            name,
+            &CustomMeta {
+                paused: true,
+                created_at: entry.created_at,
+            },
+        ) {
+            tracing::error!(pipeline = %name, error = %e, "storing the paused state failed");
+        }
+        entry.samples.clear();
+        tracing::info!(pipeline = %name, tenant, state = entry.state_name(), "paused a pipeline");
+        reply(200, self.describe(entry, tenant, false))
+    }
+
+    async fn resume(&self, tenant: &str, name: &str) -> http::Response<Bytes> {
+        let mut entries = self.entries.lock().await;
+        let key = match Self::own_key(&entries, tenant, name) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        let entry = entries.get_mut(&key).expect("key was found");
+        entry.status = match std::mem::replace(&mut entry.status, Status::Moving) {
+            Status::Paused(pipeline) => Status::Running(self.run(*pipeline, &entry.feed)),
+            // A failed pipeline gets another try.
+            Status::Failed(_) | Status::Moving => match self.open(&key.0, name, &entry.sql).await {
+                Ok(pipeline) => Status::Running(self.run(pipeline, &entry.feed)),
+                Err(e) => Status::Failed(e.to_string()),
+            },
+            running => running,
+        };
+        if let Err(e) = write_meta(
+            &self.custom_dir().join(tenant),
+            name,
+            &CustomMeta {
+                paused: false,
+                created_at: entry.created_at,
+            },
+        ) {
+            tracing::error!(pipeline = %name, error = %e, "storing the resumed state failed");
+        }
+        tracing::info!(pipeline = %name, tenant, state = entry.state_name(), "resumed a pipeline");
+        reply(200, self.describe(entry, tenant, false))
+    }
+
+    async fn delete(&self, tenant: &str, name: &str) -> http::Response<Bytes> {
+        let mut entries = self.entries.lock().await;
+        let key = match Self::own_key(&entries, tenant, name) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        let entry = entries.remove(&key).expect("key was found");
+        if let Status::Running(handle) = entry.status
+            && let Err(e) = handle.stop().await
+        {
+            tracing::warn!(pipeline = %name, error = %e, "pipeline had failed before it was deleted");
+        }
+        let dir = self.custom_dir().join(tenant);
+        let checkpoint = self
+            .state_dir(&key.0)
+            .join(format!("{name}.checkpoint.json"));
+        for path in [
+            dir.join(format!("{name}.sql")),
+            dir.join(format!("{name}.json")),
+            checkpoint,
+        ] {
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::error!(file = %path.display(), error = %e, "failed to remove a deleted pipeline's file");
+            }
+        }
+        tracing::info!(pipeline = %name, tenant, "deleted a pipeline");
+        reply(200, json!({"deleted": name}))
+    }
+
+    async fn results(
+        &self,
+        tenant: &str,
+        name: &str,
+        query: &HashMap<String, String>,
+    ) -> http::Response<Bytes> {
+        let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+            None => 1000,
+            Some(Ok(n)) if (1..=MAX_RESULT_ROWS).contains(&n) => n,
+            Some(_) => {
+                return reply(
+                    400,
+                    json!({"error": format!("limit must be an integer from 1 to {MAX_RESULT_ROWS}"), "code": "invalid", "field": "limit"}),
+                );
+            }
+        };
+        let closed = match query.get("closed").map(String::as_str) {
+            None => None,
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            Some(_) => {
+                return reply(
+                    400,
+                    json!({"error": "closed must be true or false", "code": "invalid", "field": "closed"}),
+                );
+            }
+        };
+        let entries = self.entries.lock().await;
+        let Some(key) = Self::find_key(&entries, tenant, name) else {
+            return Self::not_found(name);
+        };
+        let entry = &entries[&key];
+        if let Some(output) = query.get("output")
+            && !entry.outputs.contains(output)
+        {
+            return reply(
+                400,
+                json!({"error": format!("`{name}` has no output `{output}`; it has {}", entry.outputs.join(", ")), "code": "invalid", "field": "output"}),
+            );
+        }
+        // The sequence is read before the rows: a change after it is in
+        // the rows or comes again as an update, and upserts are idempotent.
+        let seq = entry.feed.latest();
+        let mut rows: Vec<ResultRow> = entry
+            .rows(tenant)
+            .into_iter()
+            .filter(|r| query.get("output").is_none_or(|o| &r.output == o))
+            .filter(|r| closed.is_none_or(|c| r.closed == c))
+            .collect();
+        // Newest windows first.
+        rows.sort_by(|a, b| b.window_start.cmp(&a.window_start).then(a.key.cmp(&b.key)));
+        let truncated = rows.len() > limit;
+        rows.truncate(limit);
+        let rows: Vec<Value> = rows
+            .into_iter()
+            .map(|r| {
+                json!({"output": r.output, "key": r.key, "window_start": r.window_start, "closed": r.closed, "row": r.row})
+            })
+            .collect();
+        reply(
+            200,
+            json!({"pipeline": name, "epoch": entry.feed.epoch, "seq": seq, "rows": rows, "truncated": truncated}),
+        )
+    }
+
+    async fn updates(
+        &self,
+        tenant: &str,
+        name: &str,
+        query: &HashMap<String, String>,
+    ) -> http::Response<Bytes> {
+        let after = match query.get("after").map(|a| a.parse::<u64>()) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => {
+                return reply(
+                    400,
+                    json!({"error": "after must be a non-negative integer", "code": "invalid", "field": "after"}),
+                );
+            }
+        };
+        let wait_ms = match query.get("wait_ms").map(|w| w.parse::<u64>()) {
+            None => 0,
+            Some(Ok(n)) if n <= MAX_WAIT_MS => n,
+            Some(_) => {
+                return reply(
+                    400,
+                    json!({"error": format!("wait_ms must be an integer from 0 to {MAX_WAIT_MS}"), "code": "invalid", "field": "wait_ms"}),
+                );
+            }
+        };
+        let feed = {
+            let entries = self.entries.lock().await;
+            let Some(key) = Self::find_key(&entries, tenant, name) else {
+                return Self::not_found(name);
+            };
+            entries[&key].feed.clone()
+        };
+        let epoch_matches = query.get("epoch").is_none_or(|e| *e == feed.epoch);
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        let mut latest = feed.latest.subscribe();
+        loop {
+            let seen = *latest.borrow_and_update();
+            let (updates, gap) = feed.since(tenant, after);
+            let reset = gap || !epoch_matches || after > seen;
+            if reset || !updates.is_empty() || tokio::time::Instant::now() >= deadline {
+                let updates: Vec<Value> = updates
+                    .into_iter()
+                    .map(|(seq, u)| {
+                        json!({"seq": seq, "output": u.output, "key": u.key, "op": u.op, "row": u.row, "closed": u.closed})
+                    })
+                    .collect();
+                return reply(
+                    200,
+                    json!({"epoch": feed.epoch, "updates": updates, "next": seen, "reset": reset}),
+                );
+            }
+            if tokio::time::timeout_at(deadline, latest.changed())
+                .await
+                .is_err()
+            {
+                continue;
+            }
+        }
+    }
+}
+
+fn sql_error(tenant: &str, e: &copycar_pipelines::SqlError) -> http::Response<Bytes> {
+    tracing::info!(tenant, error = %e, "rejected a pipeline");
+    reply(
+        400,
+        json!({"error": e.message, "code": "invalid_sql", "field": "sql", "line": e.line, "column": e.column}),
+    )
+}
+
+/// Writes `bytes` to `path` through a synced temporary file and a rename,
+/// so a crash leaves the old file or the new one.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let temporary = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn write_meta(dir: &Path, name: &str, meta: &CustomMeta) -> std::io::Result<()> {
+    write_synced(
+        &dir.join(format!("{name}.json")),
+        &serde_json::to_vec(meta).expect("meta serializes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use copycar_pipelines::UpdateOp;
+
+    fn update(tenant: &str) -> Update {
+        Update {
+            pipeline: "p".into(),
+            output: "out".into(),
+            tenant: tenant.into(),
+            key: "k".into(),
+            op: UpdateOp::Upsert,
+            row: None,
+            closed: false,
+        }
+    }
+
+    #[test]
+    fn feed_filters_by_tenant_and_reports_gaps() {
+        let feed = Feed::new();
+        feed.push(update("a"));
+        feed.push(update("b"));
+        feed.push(update("a"));
+        let (updates, gap) = feed.since("a", 0);
+        assert_eq!(updates.iter().map(|u| u.0).collect::<Vec<_>>(), [1, 3]);
+        assert!(!gap);
+        let (updates, _) = feed.since("a", 1);
+        assert_eq!(updates.len(), 1);
+        let (updates, _) = feed.since("b", 3);
+        assert!(updates.is_empty());
+
+        for _ in 0..FEED_CAPACITY {
+            feed.push(update("b"));
+        }
+        let (_, gap) = feed.since("a", 1);
+        assert!(gap, "changes after 1 were dropped from the feed");
+        let (_, gap) = feed.since("a", feed.latest());
+        assert!(!gap);
+
+        feed.lose();
+        let (updates, gap) = feed.since("a", feed.latest());
+        assert!(updates.is_empty());
+        assert!(!gap, "a client at the newest sequence has lost nothing");
+        let (_, gap) = feed.since("a", feed.latest() - 1);
+        assert!(gap, "changes before the loss marker are gone");
+    }
+
+    #[test]
+    fn names_and_tenants_are_checked() {
+        assert!(check_name("campaign_hourly").is_ok());
+        for bad in ["", "Hourly", "1st", "a-b", "../x", &"x".repeat(49)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        assert!(check_tenant("t-1_A").is_ok());
+        for bad in ["", "a/b", "..", "a b", &"x".repeat(65)] {
+            assert!(check_tenant(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,700 @@
+//! Streaming SQL pipelines in the running host: the shipped pipelines count
+//! each tenant's events apart and take late replies; custom pipelines are
+//! validated, created, paused, resumed and deleted over the API; results
+//! are pushed over server-sent events; and a restarted host resumes from
+//! the checkpoints without counting an event twice.
+
+use crate::auth::{Account, register};
+use crate::support::{Host, HostOptions, app_manifest, app_options, client};
+use serde_json::{Value, json};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const MINUTE: i64 = 60_000;
+
+/// The start of the hour four days ago. Registration writes an audit
+/// event stamped now, which moves each pipeline's watermark to now, so the
+/// test's events are days late: the shipped pipelines accept events up to
+/// 14 days late, as replies arrive days after the mail.
+static HOUR: LazyLock<i64> = LazyLock::new(|| {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (now - 4 * 24 * 60 * MINUTE) / (60 * MINUTE) * (60 * MINUTE)
+});
+
+async fn call(
+    host: &Host,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client()
+        .request(method.parse().unwrap(), host.url(path))
+        .bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn post_events(host: &Host, account: &Account, events: Vec<Value>) {
+    let (status, body) = call(
+        host,
+        "POST",
+        "/api/v1/events",
+        &account.access,
+        Some(json!({ "events": events })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rejected"], 0, "{body}");
+}
+
+/// How many events the log holds for the caller (its audit records
+/// included), which is what a pipeline reading all of them counts.
+async fn logged_events(host: &Host, account: &Account) -> i64 {
+    let (status, body) = call(
+        host,
+        "GET",
+        "/api/v1/events?limit=1000",
+        &account.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().unwrap().len() as i64
+}
+
+/// Polls a pipeline's details until it has read every event of the
+/// caller in the log; its figures follow its rows by one checkpoint.
+async fn wait_caught_up(host: &Host, account: &Account, pipeline: &str) -> Value {
+    let expected = logged_events(host, account).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, detail) = call(
+            host,
+            "GET",
+            &format!("/api/v1/pipelines/{pipeline}"),
+            &account.access,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{detail}");
+        if detail["stats"]["events_read"] == expected {
+            return detail;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pipeline} did not read all {expected} events: {detail}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn event(id: &str, kind: &str, campaign: &str, at: i64) -> Value {
+    json!({"event_id": id, "type": kind, "campaign": campaign, "occurred_at": at})
+}
+
+/// Polls the results of `pipeline` until `done` holds for the rows, or
+/// fails after 20 seconds with the last rows.
+async fn wait_rows(
+    host: &Host,
+    account: &Account,
+    pipeline: &str,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = call(
+            host,
+            "GET",
+            &format!("/api/v1/pipelines/{pipeline}/results"),
+            &account.access,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        let rows = body["rows"].as_array().cloned().unwrap_or_default();
+        if done(&rows) {
+            return rows;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for rows of {pipeline}: {body}\n{}",
+            host.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The row of `campaign` in the window starting at `start`.
+fn row_at<'a>(rows: &'a [Value], campaign: &str, start: i64) -> Option<&'a Value> {
+    rows.iter()
+        .find(|r| r["window_start"] == start && r["row"]["campaign"] == campaign)
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+#[tokio::test]
+async fn shipped_pipelines_count_per_tenant_and_take_late_replies() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let a = register(&host, "ops@alpha.example", "Alpha").await;
+    let b = register(&host, "ops@beta.example", "Beta").await;
+
+    let (status, list) = call(&host, "GET", "/api/v1/pipelines", &a.access, None).await;
+    assert_eq!(status, 200, "{list}");
+    let names: Vec<&str> = list["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "campaign_hourly",
+            "sender_domain_health",
+            "variant_comparison"
+        ]
+    );
+    for pipeline in list["pipelines"].as_array().unwrap() {
+        assert_eq!(pipeline["kind"], "shipped");
+        assert_eq!(pipeline["state"], "running", "{pipeline}");
+    }
+
+    // Alpha's hour: 4 sent, 3 delivered, 2 opened, 1 click, 1 bounce.
+    let mut alpha = Vec::new();
+    for (n, kind) in [
+        "sent",
+        "sent",
+        "sent",
+        "sent",
+        "delivered",
+        "delivered",
+        "delivered",
+        "open",
+        "open",
+        "click",
+        "bounce",
+    ]
+    .iter()
+    .enumerate()
+    {
+        alpha.push(event(
+            &format!("a-{n}"),
+            kind,
+            "spring",
+            *HOUR + n as i64 * MINUTE,
+        ));
+    }
+    post_events(&host, &a, alpha).await;
+    post_events(
+        &host,
+        &b,
+        vec![
+            event("b-0", "sent", "spring", *HOUR + 5 * MINUTE),
+            event("b-1", "sent", "spring", *HOUR + 6 * MINUTE),
+        ],
+    )
+    .await;
+
+    let rows = wait_rows(&host, &a, "campaign_hourly", |rows| {
+        row_at(rows, "spring", *HOUR).is_some_and(|r| r["row"]["bounced"] == 1)
+    })
+    .await;
+    assert_eq!(rows.len(), 1, "Alpha sees only its own row: {rows:?}");
+    let row = &row_at(&rows, "spring", *HOUR).unwrap()["row"];
+    assert_eq!(row["sent"], 4);
+    assert_eq!(row["delivered"], 3);
+    assert_eq!(row["opened"], 2);
+    assert_eq!(row["clicked"], 1);
+    assert_eq!(row["replied"], 0);
+    assert!(close(&row["delivery_rate"], 0.75), "{row}");
+    assert!(close(&row["open_rate"], 2.0 / 3.0), "{row}");
+    assert!(close(&row["click_rate"], 1.0 / 3.0), "{row}");
+    assert!(close(&row["bounce_rate"], 0.25), "{row}");
+    assert_eq!(row["tenant"], a.tenant_id);
+
+    let rows = wait_rows(&host, &b, "campaign_hourly", |rows| !rows.is_empty()).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["row"]["sent"], 2);
+    assert_eq!(rows[0]["row"]["delivered"], 0);
+
+    // A send three days later; the hour is closed (the watermark is past
+    // its end), and then a reply to the first hour's mail arrives.
+    let later = *HOUR + 72 * 60 * MINUTE;
+    post_events(&host, &a, vec![event("a-later", "sent", "spring", later)]).await;
+    wait_rows(&host, &a, "campaign_hourly", |rows| {
+        row_at(rows, "spring", *HOUR).is_some_and(|r| r["closed"] == true)
+    })
+    .await;
+    post_events(
+        &host,
+        &a,
+        vec![event("a-reply", "reply", "spring", *HOUR + 30 * MINUTE)],
+    )
+    .await;
+    let rows = wait_rows(&host, &a, "campaign_hourly", |rows| {
+        row_at(rows, "spring", *HOUR).is_some_and(|r| r["row"]["replied"] == 1)
+    })
+    .await;
+    let row = &row_at(&rows, "spring", *HOUR).unwrap()["row"];
+    assert!(close(&row["reply_rate"], 1.0 / 3.0), "{row}");
+    assert_eq!(row["sent"], 4, "the late reply changed only its own count");
+
+    // Figures count the caller's own events.
+    let detail = wait_caught_up(&host, &a, "campaign_hourly").await;
+    assert!(detail["stats"]["events_read"].as_i64().unwrap() >= 13);
+    assert_eq!(detail["stats"]["lag_ms"], 0, "{detail}");
+    assert!(
+        detail["sql"]
+            .as_str()
+            .unwrap()
+            .contains("tumble(INTERVAL '1 hour')")
+    );
+    let detail = wait_caught_up(&host, &b, "campaign_hourly").await;
+    assert!(detail["stats"]["events_read"].as_i64().unwrap() >= 2);
+
+    // Shipped pipelines run for everyone: no tenant may stop them.
+    for action in ["pause", "resume"] {
+        let (status, body) = call(
+            &host,
+            "POST",
+            &format!("/api/v1/pipelines/campaign_hourly/{action}"),
+            &a.access,
+            None,
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+    }
+    let (status, _) = call(
+        &host,
+        "DELETE",
+        "/api/v1/pipelines/campaign_hourly",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+const CLICKS: &str = "CREATE TABLE events (
+    tenant TEXT, type TEXT, campaign TEXT, occurred_at TIMESTAMP,
+    WATERMARK FOR occurred_at AS occurred_at - INTERVAL '5 seconds'
+) WITH (connector = 'event_log', type = 'source', allowed_lateness = '30 days');
+CREATE TABLE clicks WITH (connector = 'preview', type = 'sink');
+INSERT INTO clicks
+SELECT tumble(INTERVAL '1 minute') AS window, campaign, count(*) AS clicks
+FROM events WHERE type = 'click' GROUP BY window, campaign;";
+
+fn clicks(rows: &[Value]) -> i64 {
+    rows.iter()
+        .map(|r| r["row"]["clicks"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn custom_pipeline_is_validated_paused_resumed_and_deleted() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let a = register(&host, "admin@gamma.example", "Gamma").await;
+    let b = register(&host, "admin@delta.example", "Delta").await;
+
+    // A misspelt column: the error points at it.
+    let typo = CLICKS.replace("campaign, count(*)", "campain, count(*)");
+    let (status, body) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines",
+        &a.access,
+        Some(json!({"name": "clicks_per_minute", "sql": typo})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "sql");
+    assert_eq!(body["line"], 7, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("campain"),
+        "{body}"
+    );
+
+    for (bad, field) in [
+        (json!({"name": "Clicks", "sql": CLICKS}), "name"),
+        (json!({"name": "clicks"}), "sql"),
+        (
+            json!({"name": "clicks", "sql": CLICKS, "owner": "x"}),
+            "body",
+        ),
+        (json!({"name": "clicks", "sql": "   "}), "sql"),
+    ] {
+        let (status, body) = call(&host, "POST", "/api/v1/pipelines", &a.access, Some(bad)).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["field"], field, "{body}");
+    }
+    let (status, body) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines",
+        &a.access,
+        Some(json!({"name": "campaign_hourly", "sql": CLICKS})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+
+    let (status, created) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines",
+        &a.access,
+        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["kind"], "custom");
+    assert_eq!(created["state"], "running");
+    assert_eq!(created["outputs"], json!(["clicks"]));
+    let (status, _) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines",
+        &a.access,
+        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
+    )
+    .await;
+    assert_eq!(status, 409);
+
+    // Another tenant cannot see it, and its clicks are not counted.
+    let (status, _) = call(
+        &host,
+        "GET",
+        "/api/v1/pipelines/clicks_per_minute",
+        &b.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (_, list) = call(&host, "GET", "/api/v1/pipelines", &b.access, None).await;
+    assert_eq!(list["pipelines"].as_array().unwrap().len(), 3, "{list}");
+    let (status, _) = call(
+        &host,
+        "DELETE",
+        "/api/v1/pipelines/clicks_per_minute",
+        &b.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    post_events(&host, &b, vec![event("b-click", "click", "spring", *HOUR)]).await;
+    post_events(
+        &host,
+        &a,
+        (0..3)
+            .map(|n| event(&format!("c-{n}"), "click", "spring", *HOUR + n * 1000))
+            .chain([event("c-open", "open", "spring", *HOUR)])
+            .collect(),
+    )
+    .await;
+    let rows = wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 3).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["row"]["tenant"], a.tenant_id);
+
+    // Paused, it reads nothing; resumed, it catches up.
+    let (status, paused) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines/clicks_per_minute/pause",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{paused}");
+    assert_eq!(paused["state"], "paused");
+    post_events(
+        &host,
+        &a,
+        (3..5)
+            .map(|n| event(&format!("c-{n}"), "click", "spring", *HOUR + n * 1000))
+            .collect(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let rows = wait_rows(&host, &a, "clicks_per_minute", |_| true).await;
+    assert_eq!(clicks(&rows), 3, "a paused pipeline changed: {rows:?}");
+    let (_, detail) = call(
+        &host,
+        "GET",
+        "/api/v1/pipelines/clicks_per_minute",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(detail["state"], "paused");
+    assert!(detail["stats"]["lag_ms"].as_i64().unwrap() > 0, "{detail}");
+
+    let (status, resumed) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines/clicks_per_minute/resume",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{resumed}");
+    assert_eq!(resumed["state"], "running");
+    wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 5).await;
+    wait_caught_up(&host, &a, "clicks_per_minute").await;
+
+    // Bad result queries name the parameter.
+    for (query, field) in [
+        ("?limit=0", "limit"),
+        ("?closed=maybe", "closed"),
+        ("?output=nope", "output"),
+    ] {
+        let (status, body) = call(
+            &host,
+            "GET",
+            &format!("/api/v1/pipelines/clicks_per_minute/results{query}"),
+            &a.access,
+            None,
+        )
+        .await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["field"], field, "{body}");
+    }
+    let (status, body) = call(
+        &host,
+        "GET",
+        "/api/v1/pipelines/clicks_per_minute/results?tenant=someone-else",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "a tenant parameter is refused: {body}");
+
+    let (status, _) = call(
+        &host,
+        "DELETE",
+        "/api/v1/pipelines/clicks_per_minute",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &host,
+        "GET",
+        "/api/v1/pipelines/clicks_per_minute/results",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(&host, "GET", "/api/v1/pipelines", "not-a-token", None).await;
+    assert_eq!(status, 401);
+}
+
+/// Reads server-sent events from a streaming response until `until`
+/// returns true for the events so far, the stream ends, or 15 seconds
+/// pass. Returns `(event, id, data)` triples and whether the stream ended.
+async fn read_events(
+    response: &mut reqwest::Response,
+    until: impl Fn(&[(String, String, Value)]) -> bool,
+) -> (Vec<(String, String, Value)>, bool) {
+    let mut events = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => chunk,
+            Ok(Ok(None)) => return (events, true),
+            Ok(Err(e)) => panic!("stream failed: {e}"),
+            Err(_) => return (events, false),
+        };
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let (mut kind, mut id, mut data) = (String::new(), String::new(), String::new());
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("event: ") {
+                    kind = v.to_string();
+                } else if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = v.to_string();
+                }
+            }
+            if !kind.is_empty() {
+                events.push((kind, id, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        if until(&events) {
+            return (events, false);
+        }
+    }
+}
+
+#[tokio::test]
+async fn results_are_pushed_over_server_sent_events() {
+    let mut options = app_options();
+    options
+        .env
+        .push(("SPIN_VARIABLE_PIPELINE_STREAM_SECS".into(), "3".into()));
+    let host = Host::start_with(&app_manifest(), options);
+    let a = register(&host, "live@epsilon.example", "Epsilon").await;
+    let b = register(&host, "live@zeta.example", "Zeta").await;
+
+    let stream_url = host.url("/api/v1/pipelines/campaign_hourly/stream");
+    let anonymous = client().get(&stream_url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let missing = client()
+        .get(host.url("/api/v1/pipelines/nothing_here/stream"))
+        .bearer_auth(&a.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let mut response = client()
+        .get(&stream_url)
+        .bearer_auth(&a.access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let (events, _) = read_events(&mut response, |e| !e.is_empty()).await;
+    assert_eq!(events[0].0, "snapshot");
+    assert_eq!(events[0].2["rows"], json!([]));
+
+    post_events(&host, &b, vec![event("z-0", "sent", "spring", *HOUR)]).await;
+    post_events(
+        &host,
+        &a,
+        vec![
+            event("e-0", "sent", "spring", *HOUR),
+            event("e-1", "sent", "spring", *HOUR + MINUTE),
+        ],
+    )
+    .await;
+    let (events, _) = read_events(&mut response, |e| {
+        e.iter()
+            .any(|(kind, _, data)| kind == "update" && data["row"]["sent"] == 2)
+    })
+    .await;
+    let updates: Vec<_> = events
+        .iter()
+        .filter(|(kind, _, _)| kind == "update")
+        .collect();
+    assert!(!updates.is_empty(), "{events:?}");
+    for (_, _, data) in &updates {
+        assert_eq!(
+            data["row"]["tenant"], a.tenant_id,
+            "another tenant's row was pushed"
+        );
+        assert_eq!(data["op"], "upsert");
+    }
+    let last_id = updates.last().unwrap().1.clone();
+
+    // The stream ends by itself after its time; the client reconnects with
+    // the last id and gets only what it missed.
+    let (_, ended) = read_events(&mut response, |_| false).await;
+    assert!(ended, "the stream did not end after its time");
+    post_events(
+        &host,
+        &a,
+        vec![event("e-2", "sent", "spring", *HOUR + 2 * MINUTE)],
+    )
+    .await;
+    let mut resumed = client()
+        .get(&stream_url)
+        .bearer_auth(&a.access)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 200);
+    let (events, _) = read_events(&mut resumed, |e| {
+        e.iter()
+            .any(|(kind, _, data)| kind == "update" && data["row"]["sent"] == 3)
+    })
+    .await;
+    assert!(
+        events.iter().all(|(kind, _, _)| kind == "update"),
+        "a resumed stream sent a snapshot: {events:?}"
+    );
+    assert!(
+        events.iter().any(|(_, _, data)| data["row"]["sent"] == 3),
+        "{events:?}"
+    );
+
+    // An id from another run (unknown epoch) gets a fresh snapshot.
+    let mut stale = client()
+        .get(&stream_url)
+        .bearer_auth(&a.access)
+        .header("last-event-id", "00ff00ff00ff:7")
+        .send()
+        .await
+        .unwrap();
+    let (events, _) = read_events(&mut stale, |e| !e.is_empty()).await;
+    assert_eq!(events[0].0, "snapshot", "{events:?}");
+    assert_eq!(events[0].2["rows"][0]["row"]["sent"], 3);
+}
+
+#[tokio::test]
+async fn restarted_host_resumes_pipelines_without_counting_twice() {
+    let data = tempfile::tempdir().unwrap();
+    let options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
+    let host = Host::start_with(&app_manifest(), options.clone());
+    let a = register(&host, "ops@eta.example", "Eta").await;
+    let (status, body) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines",
+        &a.access,
+        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    post_events(
+        &host,
+        &a,
+        (0..4)
+            .map(|n| event(&format!("r-{n}"), "click", "spring", *HOUR + n * 1000))
+            .collect(),
+    )
+    .await;
+    wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 4).await;
+    wait_rows(&host, &a, "campaign_hourly", |rows| !rows.is_empty()).await;
+    // SIGKILL: the checkpoints written so far are all there is.
+    drop(host);
+
+    let host = Host::start_with(&app_manifest(), options);
+    let rows = wait_rows(&host, &a, "clicks_per_minute", |_| true).await;
+    assert_eq!(clicks(&rows), 4, "rows after restart: {rows:?}");
+    post_events(
+        &host,
+        &a,
+        vec![event("r-4", "click", "spring", *HOUR + 4000)],
+    )
+    .await;
+    wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rows = wait_rows(&host, &a, "clicks_per_minute", |_| true).await;
+    assert_eq!(clicks(&rows), 5, "an event was counted twice: {rows:?}");
+    wait_caught_up(&host, &a, "clicks_per_minute").await;
+}
