@@ -1,9 +1,11 @@
 //! Event ingest: per-item results, idempotency by event id, durability
-//! across a killed host, and tenant-scoped reads.
+//! across a host killed mid-ingest (repeatedly), and tenant-scoped reads.
 
 use crate::auth::register;
 use crate::support::{Host, HostOptions, app_manifest, app_options, client};
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 async fn post(host: &Host, token: &str, events: Value) -> (u16, Value) {
     let response = client()
@@ -183,4 +185,143 @@ async fn audit_records_reach_the_event_log() {
     let events = theirs["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{theirs}");
     assert_eq!(events[0]["properties"]["actor"], other.user_id);
+}
+
+/// Every event id of the caller in the log, read page by page.
+async fn logged_ids(host: &Host, token: &str) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut from = 0u64;
+    loop {
+        let (status, page) = read(host, token, &format!("?from={from}&limit=1000")).await;
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().unwrap();
+        ids.extend(
+            events
+                .iter()
+                .map(|e| e["event_id"].as_str().unwrap().to_string()),
+        );
+        let next = page["next_offset"].as_u64().unwrap();
+        if events.is_empty() && next == from {
+            return ids;
+        }
+        from = next;
+    }
+}
+
+/// Posts batches until the host stops answering and returns the ids of
+/// every event the host acknowledged.
+async fn ingest_until_killed(url: String, token: String, prefix: String) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    for batch in 0.. {
+        let events: Vec<Value> = (0..100)
+            .map(|i| {
+                json!({
+                    "event_id": format!("{prefix}-{batch}-{i}"),
+                    "type": "sent",
+                    "campaign": "kill",
+                    "occurred_at": 1_733_300_000_000_i64 + i,
+                })
+            })
+            .collect();
+        let response = client()
+            .post(&url)
+            .bearer_auth(&token)
+            .json(&json!({ "events": events }))
+            .send()
+            .await;
+        let Ok(response) = response else {
+            return acknowledged;
+        };
+        match response.status().as_u16() {
+            200 => {}
+            429 | 503 => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+            other => panic!("ingest answered {other}"),
+        }
+        // A reply cut by the kill acknowledges nothing.
+        let Ok(body) = response.json::<Value>().await else {
+            return acknowledged;
+        };
+        assert_eq!(body["accepted"], 100, "{body}");
+        acknowledged.extend(
+            body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["event_id"].as_str().unwrap().to_string()),
+        );
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_repeated_kills_during_ingest() {
+    let data = tempfile::tempdir().unwrap();
+    let options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
+    let mut acknowledged: BTreeSet<String> = BTreeSet::new();
+    let mut token = None;
+    for cycle in 0..4u64 {
+        let host = Host::start_with(&app_manifest(), options.clone());
+        let access = match &token {
+            Some(access) => access,
+            None => &*token.insert(register(&host, "kill@events.example", "Kill").await.access),
+        }
+        .clone();
+        let logged: BTreeSet<String> = logged_ids(&host, &access).await.into_iter().collect();
+        let lost: Vec<_> = acknowledged.difference(&logged).collect();
+        assert!(
+            lost.is_empty(),
+            "cycle {cycle}: {} acknowledged events lost, e.g. {:?}",
+            lost.len(),
+            lost.first()
+        );
+
+        let writers: Vec<_> = (0..3)
+            .map(|w| {
+                tokio::spawn(ingest_until_killed(
+                    host.url("/api/v1/events"),
+                    access.clone(),
+                    format!("c{cycle}-w{w}"),
+                ))
+            })
+            .collect();
+        // Kill at a different point of the ingest in each cycle.
+        tokio::time::sleep(Duration::from_millis(400 + 300 * cycle)).await;
+        drop(host); // SIGKILL
+        let mut this_cycle = 0;
+        for writer in writers {
+            let ids = writer.await.unwrap();
+            this_cycle += ids.len();
+            acknowledged.extend(ids);
+        }
+        eprintln!("cycle {cycle}: {this_cycle} events acknowledged before SIGKILL");
+        assert!(
+            this_cycle > 0,
+            "cycle {cycle} acknowledged nothing before the kill"
+        );
+    }
+
+    let host = Host::start_with(&app_manifest(), options);
+    let access = token.unwrap();
+    let logged = logged_ids(&host, &access).await;
+    let unique: BTreeSet<String> = logged.iter().cloned().collect();
+    assert_eq!(unique.len(), logged.len(), "the log holds an event twice");
+    eprintln!(
+        "{} acknowledged, {} in the log after 4 kills",
+        acknowledged.len(),
+        unique.len()
+    );
+    let lost: Vec<_> = acknowledged.difference(&unique).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged events lost, e.g. {:?}",
+        lost.len(),
+        acknowledged.len(),
+        lost.first()
+    );
 }
