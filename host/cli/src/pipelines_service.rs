@@ -462,8 +462,8 @@ impl Inner {
         }
     }
 
-    /// How far behind the log the pipeline is: the age of the oldest event
-    /// it has not read yet, 0 when it has read everything.
+    /// Returns how far behind the log the pipeline is: the age of the
+    /// oldest event it has not read yet, 0 when it has read everything.
     fn lag_ms(&self, next_offset: u64) -> i64 {
         if next_offset >= self.log.next_offset() {
             return 0;
