@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const MINUTE: i64 = 60_000;
 
 /// The start of the hour four days ago. Registration writes an audit
-/// event stamped now, which moves each pipeline's watermark to now, so the
+/// event stamped now, which moves the tenant's watermark to now, so the
 /// test's events are days late: the shipped pipelines accept events up to
 /// 14 days late, as replies arrive days after the mail.
 static HOUR: LazyLock<i64> = LazyLock::new(|| {

@@ -495,7 +495,7 @@ impl Inner {
                     Status::Running(_) | Status::Paused(_) => self.lag_ms(stats.next_offset),
                     _ => 0,
                 },
-                "watermark": stats.watermark,
+                "watermark": stats.watermarks.get(tenant),
                 "open_windows": stats.open_windows,
                 "dropped_late": stats.dropped_late,
             },

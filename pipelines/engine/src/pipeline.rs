@@ -61,7 +61,9 @@ pub struct ResultRow {
 pub struct PipelineStats {
     /// The next log offset to read.
     pub next_offset: u64,
-    pub watermark: Option<i64>,
+    /// Watermark per tenant: each tenant's event time runs on its own, so
+    /// one tenant's clock cannot make another tenant's events late.
+    pub watermarks: BTreeMap<String, i64>,
     pub events_read: u64,
     /// Per output: events dropped because all their windows were past the
     /// allowed lateness.
@@ -72,15 +74,23 @@ pub struct PipelineStats {
     pub events_by_tenant: BTreeMap<String, u64>,
 }
 
+/// Event time of one tenant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Clock {
+    watermark: Option<i64>,
+    max_event_time: Option<i64>,
+    /// Wall-clock time of the tenant's last event, for idle heartbeats.
+    last_event_wall_ms: i64,
+}
+
 /// Everything that survives a restart, written atomically in one file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Checkpoint {
     fingerprint: String,
     next_offset: u64,
-    watermark: Option<i64>,
-    max_event_time: Option<i64>,
-    /// Wall-clock time of the last event read, for idle heartbeats.
-    last_event_wall_ms: i64,
+    /// Event time per tenant.
+    #[serde(default)]
+    clocks: BTreeMap<String, Clock>,
     events_read: u64,
     #[serde(default)]
     events_by_tenant: BTreeMap<String, u64>,
@@ -266,14 +276,20 @@ impl Pipeline {
         self.state.next_offset
     }
 
-    pub fn watermark(&self) -> Option<i64> {
-        self.state.watermark
+    /// The watermark of `tenant`'s events.
+    pub fn watermark(&self, tenant: &str) -> Option<i64> {
+        self.state.clocks.get(tenant).and_then(|c| c.watermark)
     }
 
     pub fn stats(&self) -> PipelineStats {
         PipelineStats {
             next_offset: self.state.next_offset,
-            watermark: self.state.watermark,
+            watermarks: self
+                .state
+                .clocks
+                .iter()
+                .filter_map(|(t, c)| c.watermark.map(|w| (t.clone(), w)))
+                .collect(),
             events_read: self.state.events_read,
             dropped_late: self
                 .outputs
@@ -332,7 +348,6 @@ impl Pipeline {
             self.state.next_offset = last_offset + 1;
             return self.heartbeat(now_ms).await;
         }
-        let watermark = self.state.watermark;
         let lateness = self.spec.source.allowed_lateness_ms;
         let time_of = |e: &StoredEvent| match self.spec.source.event_time {
             crate::parse::EventColumn::ReceivedAt => e.event.received_at,
@@ -344,6 +359,11 @@ impl Pipeline {
         let mut batch_events: Vec<&StoredEvent> = Vec::with_capacity(fresh.len());
         for event in &fresh {
             let ts = time_of(event);
+            let watermark = self
+                .state
+                .clocks
+                .get(&event.event.tenant)
+                .and_then(|c| c.watermark);
             let mut used = false;
             for (output, state) in self.outputs.iter().zip(self.state.outputs.iter_mut()) {
                 if is_expired(output.spec.window, ts, watermark, lateness) {
@@ -384,7 +404,7 @@ impl Pipeline {
                         output,
                         state,
                         batch,
-                        watermark,
+                        &self.state.clocks,
                         lateness,
                         &mut changed[index],
                         &mut retracted[index],
@@ -399,72 +419,84 @@ impl Pipeline {
             self.source_slot.lock().expect("slot lock").clear();
         }
 
-        // Advance event time.
-        let batch_max = fresh.iter().map(|e| time_of(e)).max();
-        self.state.max_event_time = self.state.max_event_time.max(batch_max);
-        self.state.last_event_wall_ms = now_ms;
+        // Advance each tenant's event time.
         self.state.events_read += fresh.len() as u64;
+        let mut touched = BTreeSet::new();
         for event in &fresh {
+            let tenant = &event.event.tenant;
             *self
                 .state
                 .events_by_tenant
-                .entry(event.event.tenant.clone())
+                .entry(tenant.clone())
                 .or_default() += 1;
+            let clock = self.state.clocks.entry(tenant.clone()).or_default();
+            clock.max_event_time = clock.max_event_time.max(Some(time_of(event)));
+            clock.last_event_wall_ms = now_ms;
+            touched.insert(tenant.clone());
         }
         self.state.next_offset = last_offset + 1;
-        if let Some(max) = self.state.max_event_time {
-            self.raise_watermark(max - self.spec.source.watermark_delay_ms);
+        let delay = self.spec.source.watermark_delay_ms;
+        for tenant in touched {
+            let clock = self.state.clocks.get_mut(&tenant).expect("clock was added");
+            if let Some(max) = clock.max_event_time {
+                raise_watermark(clock, max - delay);
+            }
         }
 
         self.finish_step(changed, retracted).await
     }
 
-    /// Advances the watermark with the wall clock once no event has arrived
-    /// for the source's idle timeout, so windows close when traffic stops.
+    /// Advances each tenant's watermark with the wall clock once no event
+    /// of that tenant has arrived for the source's idle timeout, so windows
+    /// close when traffic stops.
     pub async fn heartbeat(&mut self, now_ms: i64) -> Result<Vec<Update>, PipelineError> {
-        let Some(max) = self.state.max_event_time else {
-            return Ok(Vec::new());
-        };
-        let idle = now_ms - self.state.last_event_wall_ms;
-        if idle < self.spec.source.idle_timeout_ms {
-            return Ok(Vec::new());
-        }
-        // Move only when a window would close or expire, so an idle
-        // pipeline does not rewrite its checkpoint on every poll.
-        let candidate = max + idle - self.spec.source.watermark_delay_ms;
         let lateness = self.spec.source.allowed_lateness_ms;
-        let deadline = self
-            .state
-            .outputs
-            .iter()
-            .flat_map(|s| s.groups.values())
-            .flat_map(|g| g.windows.values())
-            .map(|w| {
-                if w.closed {
-                    w.end.saturating_add(lateness)
+        let delay = self.spec.source.watermark_delay_ms;
+        let idle_timeout = self.spec.source.idle_timeout_ms;
+        // The earliest window end (open windows) or expiry (closed ones) of
+        // each tenant: a watermark moves only when it would pass one, so an
+        // idle pipeline does not rewrite its checkpoint on every poll.
+        let mut deadlines: BTreeMap<&str, i64> = BTreeMap::new();
+        for group in self.state.outputs.iter().flat_map(|s| s.groups.values()) {
+            for window in group.windows.values() {
+                let at = if window.closed {
+                    window.end.saturating_add(lateness)
                 } else {
-                    w.end
-                }
-            })
-            .min();
-        if deadline.is_none_or(|d| candidate < d) {
+                    window.end
+                };
+                deadlines
+                    .entry(group.tenant.as_str())
+                    .and_modify(|d| *d = (*d).min(at))
+                    .or_insert(at);
+            }
+        }
+        let mut moves = Vec::new();
+        for (tenant, clock) in &self.state.clocks {
+            let Some(max) = clock.max_event_time else {
+                continue;
+            };
+            let idle = now_ms - clock.last_event_wall_ms;
+            if idle < idle_timeout {
+                continue;
+            }
+            let candidate = max + idle - delay;
+            let Some(&deadline) = deadlines.get(tenant.as_str()) else {
+                continue;
+            };
+            if candidate >= deadline && clock.watermark.is_none_or(|w| candidate > w) {
+                moves.push((tenant.clone(), candidate));
+            }
+        }
+        if moves.is_empty() {
             return Ok(Vec::new());
         }
-        let before = self.state.watermark;
-        self.raise_watermark(candidate);
-        if self.state.watermark == before {
-            return Ok(Vec::new());
+        for (tenant, candidate) in moves {
+            let clock = self.state.clocks.get_mut(&tenant).expect("listed above");
+            raise_watermark(clock, candidate);
         }
         let n = self.outputs.len();
         self.finish_step(vec![BTreeSet::new(); n], vec![Vec::new(); n])
             .await
-    }
-
-    // NOTE: one watermark covers all tenants of a pipeline, so a tenant
-    // whose events run ahead in event time can make another tenant's
-    // events late. Rows and window state are still kept per tenant.
-    fn raise_watermark(&mut self, candidate: i64) {
-        self.state.watermark = Some(self.state.watermark.map_or(candidate, |w| w.max(candidate)));
     }
 
     fn df_error(&self, phase: &'static str, source: DataFusionError) -> PipelineError {
@@ -483,10 +515,10 @@ impl Pipeline {
         retracted: Vec<Vec<Retraction>>,
     ) -> Result<Vec<Update>, PipelineError> {
         let lateness = self.spec.source.allowed_lateness_ms;
-        if let Some(wm) = self.state.watermark {
-            for (state, changed) in self.state.outputs.iter_mut().zip(changed.iter_mut()) {
-                state.advance(wm, changed);
-            }
+        let clocks = &self.state.clocks;
+        let watermark_of = |tenant: &str| clocks.get(tenant).and_then(|c| c.watermark);
+        for (state, changed) in self.state.outputs.iter_mut().zip(changed.iter_mut()) {
+            state.advance(watermark_of, changed);
         }
 
         let mut updates = Vec::new();
@@ -526,10 +558,10 @@ impl Pipeline {
             }
         }
 
-        if let Some(wm) = self.state.watermark {
-            for state in &mut self.state.outputs {
-                state.evict(wm, lateness);
-            }
+        let clocks = &self.state.clocks;
+        let watermark_of = |tenant: &str| clocks.get(tenant).and_then(|c| c.watermark);
+        for state in &mut self.state.outputs {
+            state.evict(watermark_of, lateness);
         }
         // NOTE: result rows of evicted windows stay in the table and the
         // checkpoint until the pipeline is reset; nothing prunes them yet.
@@ -666,6 +698,11 @@ pub(crate) fn rows_of(
         .collect()
 }
 
+/// Moves a tenant's watermark forward, never back.
+fn raise_watermark(clock: &mut Clock, candidate: i64) {
+    clock.watermark = Some(clock.watermark.map_or(candidate, |w| w.max(candidate)));
+}
+
 fn row_key(output: &str, group: &str, start: i64) -> String {
     format!("{output}\u{1f}{group}\u{1f}{start:020}")
 }
@@ -674,7 +711,7 @@ fn merge_partials(
     output: &OutputRuntime,
     state: &mut OutputState,
     batch: &RecordBatch,
-    watermark: Option<i64>,
+    clocks: &BTreeMap<String, Clock>,
     lateness: i64,
     changed: &mut BTreeSet<WindowRef>,
     retracted: &mut Vec<Retraction>,
@@ -694,6 +731,7 @@ fn merge_partials(
         let aggs = (0..agg_count)
             .map(|a| Value::from_array(batch.column(2 + key_count + a), row))
             .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let watermark = clocks.get(&tenant).and_then(|c| c.watermark);
         state.merge_row(
             output.spec.window,
             &output.spec.merges,

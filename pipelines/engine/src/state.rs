@@ -140,10 +140,17 @@ impl OutputState {
         changed.insert((id, start));
     }
 
-    /// Closes windows whose end the watermark passed and evicts those past
-    /// the allowed lateness. Closed windows are added to `changed`.
-    pub(crate) fn advance(&mut self, watermark: i64, changed: &mut BTreeSet<WindowRef>) {
+    /// Closes windows whose end their tenant's watermark passed. Closed
+    /// windows are added to `changed`.
+    pub(crate) fn advance(
+        &mut self,
+        watermark_of: impl Fn(&str) -> Option<i64>,
+        changed: &mut BTreeSet<WindowRef>,
+    ) {
         for (id, group) in self.groups.iter_mut() {
+            let Some(watermark) = watermark_of(&group.tenant) else {
+                continue;
+            };
             for window in group.windows.values_mut() {
                 if !window.closed && window.end <= watermark {
                     window.closed = true;
@@ -156,8 +163,11 @@ impl OutputState {
     /// Drops windows past the allowed lateness, and groups left empty. This
     /// runs after the final rows are computed, so a window that closes and
     /// expires in the same step still emits its result.
-    pub(crate) fn evict(&mut self, watermark: i64, lateness: i64) {
+    pub(crate) fn evict(&mut self, watermark_of: impl Fn(&str) -> Option<i64>, lateness: i64) {
         for group in self.groups.values_mut() {
+            let Some(watermark) = watermark_of(&group.tenant) else {
+                continue;
+            };
             group
                 .windows
                 .retain(|_, w| w.end.saturating_add(lateness) > watermark);

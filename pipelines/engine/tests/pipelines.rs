@@ -356,6 +356,41 @@ async fn tenants_stay_apart() {
 }
 
 #[tokio::test]
+async fn tenant_ahead_in_time_does_not_make_others_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pipeline = open("clocks", MINUTE_COUNTS, dir.path()).await;
+    // acme's clock runs a day ahead; globex's events are from the first
+    // minutes and must still count.
+    let day = 86_400;
+    let events = stored(vec![
+        event_at("acme", day),
+        event_at("globex", 10),
+        event_at("globex", 20),
+    ]);
+    pipeline.process(&events, 0).await.unwrap();
+    let globex = counts(&pipeline.rows("globex"));
+    assert_eq!(globex, BTreeMap::from([(0, (2, false))]));
+    assert_eq!(pipeline.stats().dropped_late["out"], 0);
+    assert_eq!(pipeline.watermark("acme"), Some(day * 1_000));
+    assert_eq!(pipeline.watermark("globex"), Some(20_000));
+
+    // globex's own clock still drops its own late events.
+    let ahead = [StoredEvent {
+        offset: 3,
+        event: event_at("globex", 200),
+    }];
+    pipeline.process(&ahead, 0).await.unwrap();
+    let late = [StoredEvent {
+        offset: 4,
+        event: event_at("globex", 5),
+    }];
+    pipeline.process(&late, 0).await.unwrap();
+    assert_eq!(pipeline.stats().dropped_late["out"], 1);
+    let globex = counts(&pipeline.rows("globex"));
+    assert_eq!(globex[&0], (2, true));
+}
+
+#[tokio::test]
 async fn scoped_pipeline_reads_one_tenant_and_consumes_all_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut pipeline = open("scoped", MINUTE_COUNTS, dir.path()).await;
@@ -629,14 +664,21 @@ CREATE TABLE out WITH (connector = 'preview', type = 'sink');
 INSERT INTO out SELECT session(INTERVAL '10 seconds') AS window, count(*) AS events
 FROM events GROUP BY window;";
     let mut pipeline = open("sessions", sql, dir.path()).await;
-    let events = stored(vec![event_at("acme", 0), event_at("acme", 16), event_at("acme", 8)]);
+    let events = stored(vec![
+        event_at("acme", 0),
+        event_at("acme", 16),
+        event_at("acme", 8),
+    ]);
     pipeline.process(&events[0..2], 0).await.unwrap();
     assert_eq!(pipeline.rows("acme").len(), 2);
 
     // 8 s is within 10 s of both sessions, so they become one: the row of
     // the session that started at 16 s is deleted.
     let updates = pipeline.process(&events[2..3], 0).await.unwrap();
-    let deletes: Vec<_> = updates.iter().filter(|u| u.op == UpdateOp::Delete).collect();
+    let deletes: Vec<_> = updates
+        .iter()
+        .filter(|u| u.op == UpdateOp::Delete)
+        .collect();
     assert_eq!(deletes.len(), 1);
     let rows = pipeline.rows("acme");
     assert_eq!(rows.len(), 1);
