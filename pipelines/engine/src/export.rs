@@ -6,7 +6,8 @@
 //! the topic, optionally the cluster endpoint, reading from the earliest
 //! offset, JSON records with Unix-millisecond timestamps. Options of the
 //! embedded engine that Arroyo does not know (`allowed_lateness`,
-//! `idle_timeout`) are listed in a comment above the statement.
+//! `idle_timeout`, `result_retention`) are listed in a comment above the
+//! statement.
 
 use crate::error::SqlError;
 use crate::parse::{normalize, parse_pipeline};
@@ -126,6 +127,10 @@ pub fn export_arroyo(name: &str, sql: &str, target: &ArroyoTarget) -> Result<Str
         ));
     }
     dropped.push(format!("idle_timeout {} ms", spec.source.idle_timeout_ms));
+    dropped.push(format!(
+        "result_retention {} ms",
+        spec.source.result_retention_ms
+    ));
 
     let mut options = vec![
         "    connector = 'fluvio'".to_string(),

@@ -18,6 +18,9 @@ use std::collections::HashSet;
 
 /// Default allowed lateness when the source does not set `allowed_lateness`.
 pub const DEFAULT_ALLOWED_LATENESS_MS: i64 = 0;
+/// Default time a row stays in the live results after its window can no
+/// longer change: 30 days.
+pub const DEFAULT_RESULT_RETENTION_MS: i64 = 30 * 86_400_000;
 /// Default idle time after which the watermark advances with the wall clock.
 pub const DEFAULT_IDLE_TIMEOUT_MS: i64 = 5_000;
 
@@ -57,6 +60,9 @@ pub struct SourceSpec {
     pub watermark_delay_ms: i64,
     pub allowed_lateness_ms: i64,
     pub idle_timeout_ms: i64,
+    /// How long a row stays in the live results after its window can no
+    /// longer change (end plus allowed lateness).
+    pub result_retention_ms: i64,
 }
 
 /// A column of the event source, one per [`copycar_events::Event`] field.
@@ -418,6 +424,7 @@ fn source_spec(
     let mut connector_span = create.name.span();
     let mut allowed_lateness_ms = DEFAULT_ALLOWED_LATENESS_MS;
     let mut idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
+    let mut result_retention_ms = DEFAULT_RESULT_RETENTION_MS;
 
     for option in options {
         match option.key.as_str() {
@@ -473,6 +480,17 @@ fn source_spec(
                     )
                 })?;
             }
+            "result_retention" => {
+                result_retention_ms = parse_duration(&option.value).ok_or_else(|| {
+                    SqlError::at_span(
+                        option.span,
+                        format!(
+                            "result_retention `{}` is not a duration such as '30 days'",
+                            option.value
+                        ),
+                    )
+                })?;
+            }
             "idle_timeout" => {
                 idle_timeout_ms = parse_duration(&option.value)
                     .filter(|ms| *ms > 0)
@@ -490,7 +508,7 @@ fn source_spec(
                 return Err(SqlError::at_span(
                     option.span,
                     format!(
-                        "unknown source option `{other}`; known options are connector, topic, format, json.timestamp_format, type, endpoint, source.offset, allowed_lateness and idle_timeout"
+                        "unknown source option `{other}`; known options are connector, topic, format, json.timestamp_format, type, endpoint, source.offset, allowed_lateness, idle_timeout and result_retention"
                     ),
                 ));
             }
@@ -576,6 +594,7 @@ fn source_spec(
         watermark_delay_ms,
         allowed_lateness_ms,
         idle_timeout_ms,
+        result_retention_ms,
     })
 }
 

@@ -52,6 +52,8 @@ pub struct ResultRow {
     pub tenant: String,
     pub key: String,
     pub window_start: i64,
+    #[serde(default)]
+    pub window_end: i64,
     pub row: serde_json::Map<String, serde_json::Value>,
     pub closed: bool,
 }
@@ -522,6 +524,8 @@ impl Pipeline {
         }
 
         let mut updates = Vec::new();
+        let mut removed: Vec<String> = Vec::new();
+        let mut upserted: Vec<ResultRow> = Vec::new();
         for index in 0..self.outputs.len() {
             for r in &retracted[index] {
                 let key = row_key(&self.outputs[index].spec.sink, &r.group, r.start);
@@ -530,6 +534,7 @@ impl Pipeline {
                 if self.state.results.remove(&key).is_none() {
                     continue;
                 }
+                removed.push(key.clone());
                 updates.push(Update {
                     pipeline: self.spec.name.clone(),
                     output: self.outputs[index].spec.sink.clone(),
@@ -554,6 +559,7 @@ impl Pipeline {
                     row: Some(row.row.clone()),
                     closed: row.closed,
                 });
+                upserted.push(row.clone());
                 self.state.results.insert(row.key.clone(), row);
             }
         }
@@ -563,9 +569,45 @@ impl Pipeline {
         for state in &mut self.state.outputs {
             state.evict(watermark_of, lateness);
         }
-        // NOTE: result rows of evicted windows stay in the table and the
-        // checkpoint until the pipeline is reset; nothing prunes them yet.
-        *self.results.write().expect("results lock") = self.state.results.clone();
+        // Rows whose window ended more than the retention before their
+        // tenant's watermark leave the live results; the Parquet history
+        // keeps the events for ad-hoc SQL.
+        let keep_for = lateness.saturating_add(self.spec.source.result_retention_ms);
+        let expired: Vec<(String, String, String)> = self
+            .state
+            .results
+            .values()
+            .filter(|r| {
+                r.window_end > 0
+                    && watermark_of(&r.tenant)
+                        .is_some_and(|wm| r.window_end.saturating_add(keep_for) <= wm)
+            })
+            .map(|r| (r.key.clone(), r.output.clone(), r.tenant.clone()))
+            .collect();
+        for (key, output, tenant) in expired {
+            self.state.results.remove(&key);
+            removed.push(key.clone());
+            updates.push(Update {
+                pipeline: self.spec.name.clone(),
+                output,
+                tenant,
+                key,
+                op: UpdateOp::Delete,
+                row: None,
+                closed: true,
+            });
+        }
+
+        // Readers see the changed rows only, not a fresh copy of the table.
+        {
+            let mut shared = self.results.write().expect("results lock");
+            for row in upserted {
+                shared.insert(row.key.clone(), row);
+            }
+            for key in &removed {
+                shared.remove(key);
+            }
+        }
         self.save_checkpoint()?;
         Ok(updates)
     }
@@ -646,6 +688,7 @@ impl Pipeline {
                     tenant: group.tenant.clone(),
                     key: row_key(&output.spec.sink, &reference.0, reference.1),
                     window_start: window.start,
+                    window_end: window.end,
                     row: object,
                     closed: window.closed,
                 });

@@ -391,6 +391,35 @@ async fn tenant_ahead_in_time_does_not_make_others_late() {
 }
 
 #[tokio::test]
+async fn rows_past_retention_leave_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = MINUTE_COUNTS.replace(
+        "allowed_lateness = '30 seconds'",
+        "allowed_lateness = '30 seconds', result_retention = '2 minutes'",
+    );
+    let mut pipeline = open("retention", &sql, dir.path()).await;
+    let mut updates = pipeline
+        .process(&stored(vec![event_at("acme", 1)]), 0)
+        .await
+        .unwrap();
+    assert_eq!(pipeline.rows("acme").len(), 1);
+
+    // Minute 0 ends at 60 s; with 30 s lateness and 2 minutes retention it
+    // stays until the watermark reaches 210 s.
+    let at = |offset, seconds| StoredEvent {
+        offset,
+        event: event_at("acme", seconds),
+    };
+    pipeline.process(&[at(1, 209)], 0).await.unwrap();
+    assert!(counts(&pipeline.rows("acme")).contains_key(&0));
+    updates.extend(pipeline.process(&[at(2, 210)], 0).await.unwrap());
+    let rows = counts(&pipeline.rows("acme"));
+    assert!(!rows.contains_key(&0), "{rows:?}");
+    let delete = updates.iter().find(|u| u.op == UpdateOp::Delete).unwrap();
+    assert!(delete.key.ends_with(&format!("{:020}", 0)));
+}
+
+#[tokio::test]
 async fn scoped_pipeline_reads_one_tenant_and_consumes_all_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut pipeline = open("scoped", MINUTE_COUNTS, dir.path()).await;
