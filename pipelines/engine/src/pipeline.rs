@@ -708,6 +708,10 @@ impl Pipeline {
                 path: path.to_path_buf(),
                 source,
             };
+        // NOTE: the whole state is written on every micro-batch, so the cost
+        // of a step grows with the open windows and retained rows of all
+        // tenants. An append-only change log with periodic snapshots would
+        // make it grow with the change only.
         let bytes = serde_json::to_vec(&self.state).expect("checkpoint serializes");
         let tmp = self.checkpoint_path.with_extension("json.tmp");
         let mut file = fs::File::create(&tmp).map_err(|e| error("create", &tmp, e))?;
