@@ -37,7 +37,7 @@ pub struct BatchPlan {
 
 /// Validates `events`, assigns an id from `new_id` to each event without
 /// one, sets `received_at`, and drops each (tenant, event_id) that `index`
-/// holds or that appears earlier in the batch.
+/// contains or that appears earlier in the batch.
 pub fn plan_batch<E>(
     events: Vec<Event>,
     index: &DedupeIndex,
@@ -219,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn same_id_in_other_tenant_is_not_a_duplicate() {
+    fn same_id_other_tenant_is_new() {
         let mut other = click(Some("a"));
         other.tenant = "globex".into();
         let plan = plan_batch(

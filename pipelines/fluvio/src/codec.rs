@@ -94,8 +94,8 @@ pub fn decode_key(key: &[u8]) -> Result<(String, String), CodecError> {
 /// Encodes an event as a version 1 record value.
 pub fn encode_value(event: &Event) -> Vec<u8> {
     let mut value = vec![VALUE_VERSION];
-    // Serializing an `Event` cannot fail: every field is a string, an integer
-    // or a JSON map with string keys.
+    // Serializing an `Event` cannot fail, because every field is a string, an
+    // integer or a JSON map with string keys.
     serde_json::to_writer(&mut value, event).expect("an Event always serializes to JSON");
     value
 }

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-/// Where the log lives and how long its operations may take.
+/// The cluster address, topic and timeouts of a log.
 #[derive(Debug, Clone)]
 pub struct FluvioLogConfig {
     /// The `host:port` of the Fluvio streaming controller (SC), such as
     /// `127.0.0.1:9003`. The client connects without TLS.
     pub endpoint: String,
-    /// The topic that holds the log. It must have exactly one partition.
+    /// The topic that contains the log. It must have exactly one partition.
     pub topic: String,
     /// Create the topic, with one partition and replication factor 1, when
     /// it does not exist. When false, opening a missing topic fails.

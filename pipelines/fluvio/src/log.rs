@@ -32,13 +32,19 @@ const PARTITION: u32 = 0;
 /// The number of records each read of the index rebuild fetches.
 const REBUILD_CHUNK: usize = 10_000;
 
+/// The number of new consumer streams one read opens in a row without
+/// getting a record before it returns what it has.
+const MAX_READ_RESTARTS: u32 = 3;
+
 /// The pause between checks for a new partition to come online.
 const PARTITION_POLL: Duration = Duration::from_millis(100);
 
-/// An event log on partition 0 of a Fluvio topic, with the semantics of the
-/// embedded `EventLog`: per-item validation, random ids for events without
-/// one, deduplication of (tenant, event_id), `received_at` set on append,
-/// and offsets returned only after the SPU acknowledged the records.
+/// An event log on partition 0 of a Fluvio topic.
+///
+/// It keeps the semantics of the embedded `EventLog`. Each event is validated
+/// on its own, an event without an id gets a random one, (tenant, event_id)
+/// is deduplicated and `received_at` is set on append. Offsets are returned
+/// only after the SPU acknowledged the records.
 ///
 /// The dedupe index assumes a single writer. It is rebuilt from the whole
 /// topic on open and then updated only by this instance's appends, so an
@@ -261,40 +267,81 @@ impl FluvioLog {
         offset: u64,
         max: usize,
     ) -> Result<Vec<StoredEvent>, FluvioLogError> {
-        let bounds = self.fetch_bounds().await?;
-        let Some(range) = offsets::plan_read(offset, bounds, max) else {
-            return Ok(Vec::new());
-        };
-        match self.read_range(range).await? {
-            RangeRead::Complete(events) => Ok(events),
-            // Retention deleted the start between the offsets request and the
-            // fetch, so the read starts again at the oldest retained record.
-            RangeRead::Evicted { next_available } => {
-                let bounds = PartitionBounds {
-                    start: next_available,
-                    end: bounds.end.max(next_available),
-                };
-                match offsets::plan_read(offset, bounds, max) {
-                    None => Ok(Vec::new()),
-                    Some(range) => match self.read_range(range).await? {
-                        RangeRead::Complete(events) => Ok(events),
-                        RangeRead::Evicted { next_available } => Err(FluvioLogError::Server {
-                            action: "read records",
+        let mut bounds = self.fetch_bounds().await?;
+        let mut events = Vec::new();
+        let mut next = offset;
+        let mut stalls = 0;
+        while let Some(range) = offsets::plan_read(next, bounds, max - events.len()) {
+            let before = events.len();
+            let end = self.read_range(range, &mut events).await?;
+            if events.len() > before {
+                stalls = 0;
+            } else {
+                stalls += 1;
+            }
+            match end {
+                StreamEnd::Complete => break,
+                // NOTE: the fluvio 0.50.1 client treats every batch of a
+                // stream fetch response as complete, but the SPU cuts the
+                // last batch at the fetch size limit (about 1 MiB), so the
+                // records after the cut are skipped. Reading 3,000 records
+                // of about 400 bytes jumped from offset 2546 to 2550 in one
+                // run and from 2547 to 2570 in another. A new stream from
+                // the first missing offset returns them, so the read goes on
+                // from there. A gap at the start of a new stream means the
+                // records do not exist.
+                StreamEnd::Gap { expected, found } => {
+                    if stalls > 0 {
+                        return Err(FluvioLogError::UnexpectedOffset {
                             topic: self.config.topic.clone(),
-                            code: format!(
-                                "OffsetEvicted twice in one read, next available \
-                                     {next_available}"
-                            ),
-                        }),
-                    },
+                            expected,
+                            found,
+                        });
+                    }
+                    tracing::debug!(
+                        topic = %self.config.topic,
+                        expected,
+                        found,
+                        "consumer stream skipped records; reading again from the first one"
+                    );
+                    next = expected;
+                }
+                // The stream stopped before the end offset that the offsets
+                // request reported, so the read goes on with a new stream,
+                // unless this one returned nothing.
+                StreamEnd::EndedEarly { next_offset } => {
+                    if stalls > 0 {
+                        break;
+                    }
+                    next = next_offset;
+                }
+                // Retention deleted the start between the offsets request
+                // and the fetch. The read starts again at the oldest retained
+                // record, unless events were already read: skipping ahead
+                // from them would leave a hole in the result.
+                StreamEnd::Evicted { next_available } => {
+                    if !events.is_empty() || stalls > MAX_READ_RESTARTS {
+                        break;
+                    }
+                    bounds.start = next_available;
+                    bounds.end = bounds.end.max(next_available);
+                    next = next.max(next_available);
                 }
             }
+            if stalls > MAX_READ_RESTARTS {
+                break;
+            }
         }
+        Ok(events)
     }
 
-    /// Reads the `range.count` records from `range.start`, which the offsets
-    /// request reported as committed.
-    async fn read_range(&self, range: ReadRange) -> Result<RangeRead, FluvioLogError> {
+    /// Reads up to `range.count` records from `range.start`, which the
+    /// offsets request reported as committed, and appends them to `events`.
+    async fn read_range(
+        &self,
+        range: ReadRange,
+        events: &mut Vec<StoredEvent>,
+    ) -> Result<StreamEnd, FluvioLogError> {
         let topic = &self.config.topic;
         let start =
             offsets::to_fluvio_offset(range.start).map_err(|source| FluvioLogError::Offset {
@@ -324,9 +371,7 @@ impl FluvioLog {
             })?
             .map_err(|error| FluvioLogError::client("open a consumer stream", topic, error))?;
 
-        let mut events = Vec::with_capacity(range.count);
-        while events.len() < range.count {
-            let expected = range.start + events.len() as u64;
+        for expected in range.start..range.start + range.count as u64 {
             let next = with_timeout(timeout, stream.next()).await.ok_or_else(|| {
                 FluvioLogError::ReadTimedOut {
                     topic: topic.clone(),
@@ -335,11 +380,13 @@ impl FluvioLog {
                 }
             })?;
             let record = match next {
-                // The stream ends early only when records were deleted
-                // between the offsets request and the fetch.
-                None => break,
+                None => {
+                    return Ok(StreamEnd::EndedEarly {
+                        next_offset: expected,
+                    });
+                }
                 Some(Ok(record)) => record,
-                Some(Err(ErrorCode::OffsetEvicted { next_available, .. })) if events.is_empty() => {
+                Some(Err(ErrorCode::OffsetEvicted { next_available, .. })) => {
                     let next_available =
                         offsets::from_fluvio_offset(next_available).map_err(|source| {
                             FluvioLogError::Offset {
@@ -347,7 +394,7 @@ impl FluvioLog {
                                 source,
                             }
                         })?;
-                    return Ok(RangeRead::Evicted { next_available });
+                    return Ok(StreamEnd::Evicted { next_available });
                 }
                 Some(Err(code)) => {
                     return Err(FluvioLogError::Server {
@@ -358,8 +405,7 @@ impl FluvioLog {
                 }
             };
             if u64::try_from(record.offset()).ok() != Some(expected) {
-                return Err(FluvioLogError::UnexpectedOffset {
-                    topic: topic.clone(),
+                return Ok(StreamEnd::Gap {
                     expected,
                     found: record.offset(),
                 });
@@ -376,7 +422,7 @@ impl FluvioLog {
                 event,
             });
         }
-        Ok(RangeRead::Complete(events))
+        Ok(StreamEnd::Complete)
     }
 
     /// Reads every retained record and maps each (tenant, event_id) to the
@@ -394,9 +440,8 @@ impl FluvioLog {
                 let Some(event_id) = stored.event.event_id else {
                     continue;
                 };
-                // A record can repeat an earlier (tenant, event_id) when a
-                // producer retry wrote it twice; the first offset wins, as
-                // on the append that wrote it.
+                // A producer retry can write a record twice. The first offset
+                // wins, as it did on the append that wrote it.
                 index
                     .entry((stored.event.tenant, event_id))
                     .or_insert(stored.offset);
@@ -481,6 +526,7 @@ impl FluvioLog {
                 timeout: Duration::ZERO,
             });
         };
+
         let leader = partition.spec.leader;
         let spus = admin
             .all::<SpuSpec>()
@@ -493,6 +539,7 @@ impl FluvioLog {
                 code: format!("SPU {leader} that leads partition 0 is not registered"),
             });
         };
+
         let address = spu.spec.public_endpoint.addr();
         *lock(&self.leader_address) = Some(address.clone());
         Ok(address)
@@ -515,13 +562,17 @@ impl EventSource for FluvioLog {
     }
 }
 
-/// The result of reading one planned range.
-enum RangeRead {
-    Complete(Vec<StoredEvent>),
+/// The end state of a consumer stream for one planned range.
+enum StreamEnd {
+    /// Every record of the range was read.
+    Complete,
+    /// The stream ended before the range did; `next_offset` is the first
+    /// record not read.
+    EndedEarly { next_offset: u64 },
+    /// The stream returned offset `found` where `expected` was next.
+    Gap { expected: u64, found: i64 },
     /// The SPU reported the start offset as deleted by retention.
-    Evicted {
-        next_available: u64,
-    },
+    Evicted { next_available: u64 },
 }
 
 /// Checks that the topic exists with one partition, creating it when it is

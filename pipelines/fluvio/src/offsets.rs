@@ -16,7 +16,7 @@ pub enum OffsetError {
 
 /// The readable offsets of partition 0: `start` is the oldest offset that
 /// retention kept, and `end` is one past the newest committed record (the
-/// high watermark), so the partition holds `end - start` records.
+/// high watermark), so the partition contains `end - start` records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartitionBounds {
     pub start: u64,
