@@ -63,6 +63,11 @@ pub enum FluvioLogError {
         offset: u64,
         timeout: Duration,
     },
+    #[error(
+        "the partition offsets request for topic `{topic}` timed out after {timeout:?}; check \
+         that the SPU leading partition 0 is running"
+    )]
+    OffsetsTimedOut { topic: String, timeout: Duration },
     #[error("record at offset {offset} of topic `{topic}` is invalid: {source}")]
     Decode {
         topic: String,

@@ -47,13 +47,14 @@ const PARTITION_POLL: Duration = Duration::from_millis(100);
 /// only after the SPU acknowledged the records.
 ///
 /// The dedupe index assumes a single writer. It is rebuilt from the whole
-/// topic on open and then updated only by this instance's appends, so an
-/// event that another process (or another `FluvioLog` on the same topic)
-/// appends is not in it, and a later append of the same (tenant, event_id)
-/// here is written again. Run one writer per topic.
+/// topic on open and then updated only by this instance's appends. An event
+/// that another process or another `FluvioLog` on the same topic appends is
+/// not in it, so a later append of the same (tenant, event_id) here writes it
+/// again. Run one writer per topic.
 ///
-/// The methods block on the fluvio client's async runtime; see
-/// [`block_on`](Self::block_on).
+/// The methods block the calling thread while they drive the fluvio client,
+/// which runs on the smol stack rather than tokio. Async code under tokio
+/// should call them in `tokio::task::spawn_blocking`.
 pub struct FluvioLog {
     config: FluvioLogConfig,
     client: Fluvio,
@@ -74,14 +75,14 @@ impl FluvioLog {
 
     /// Runs `future` to completion on the calling thread.
     ///
-    /// [`EventSink`] and [`EventSource`] are synchronous, and the fluvio
-    /// client is async on the smol stack (async-io, async-global-executor),
-    /// not on tokio, so a tokio `Handle::block_on` cannot drive it.
-    /// `run_block_on` polls the future on this thread, while the client's
-    /// background tasks (socket dispatchers, metadata sync) run on the
-    /// async-global-executor threads. It works from any thread, but on a
-    /// tokio worker it stalls that worker for the whole call, so async callers
-    /// should use `tokio::task::spawn_blocking`.
+    /// [`EventSink`] and [`EventSource`] are synchronous. The fluvio client
+    /// is async on the smol stack (async-io, async-global-executor), not on
+    /// tokio, so a tokio `Handle::block_on` cannot drive it. `run_block_on`
+    /// polls the future on this thread, while the client's background tasks
+    /// (socket dispatchers, metadata sync) run on the async-global-executor
+    /// threads. It works from any thread, including a tokio worker, but there
+    /// it stalls the worker for the whole call, so async callers should use
+    /// `tokio::task::spawn_blocking`.
     fn block_on<T>(future: impl Future<Output = T>) -> T {
         run_block_on(future)
     }
@@ -207,15 +208,16 @@ impl FluvioLog {
                 }
             }
         }
-        // `flush` sends the records still queued in the producer's batches.
-        // The offsets come from waiting on each output below.
-        if failure.is_none() {
-            match with_timeout(remaining(deadline), self.producer.flush()).await {
-                Some(Ok(())) => {}
-                Some(Err(error)) => {
-                    failure = Some(FluvioLogError::client("flush the producer", topic, error));
-                }
-                None => failure = Some(timed_out()),
+        // `flush` sends the records still queued in the producer's batches,
+        // also after a failed send, so that the records sent before it get
+        // their acknowledgements below.
+        match with_timeout(remaining(deadline), self.producer.flush()).await {
+            Some(Ok(())) => {}
+            Some(Err(error)) => {
+                failure.get_or_insert(FluvioLogError::client("flush the producer", topic, error));
+            }
+            None => {
+                failure.get_or_insert_with(timed_out);
             }
         }
 
@@ -456,9 +458,8 @@ impl FluvioLog {
         let timeout = self.config.read_timeout;
         let fetched = with_timeout(timeout, self.fetch_bounds_once()).await;
         let result = fetched.unwrap_or_else(|| {
-            Err(FluvioLogError::ReadTimedOut {
+            Err(FluvioLogError::OffsetsTimedOut {
                 topic: topic.clone(),
-                offset: 0,
                 timeout,
             })
         });
@@ -521,9 +522,10 @@ impl FluvioLog {
             .await
             .map_err(|error| FluvioLogError::client("look up partition 0", topic, error))?;
         let Some(partition) = partitions.into_iter().find(|p| p.name == name) else {
-            return Err(FluvioLogError::PartitionNotReady {
+            return Err(FluvioLogError::Server {
+                action: "look up partition 0",
                 topic: topic.clone(),
-                timeout: Duration::ZERO,
+                code: format!("partition {name} not found"),
             });
         };
 
