@@ -240,8 +240,9 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), EventE
     Ok(())
 }
 
-/// Returns 128 random bits as 32 lowercase hex digits.
-pub(crate) fn random_event_id() -> Result<String, getrandom::Error> {
+/// Returns 128 random bits as 32 lowercase hex digits, the id a log backend
+/// assigns to an event that arrives without one.
+pub fn random_event_id() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

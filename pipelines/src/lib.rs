@@ -25,6 +25,7 @@ mod stream;
 pub use error::LogError;
 pub use event::{
     Event, EventError, EventType, MAX_FIELD_BYTES, MAX_ID_BYTES, MAX_PROPERTIES_BYTES,
+    random_event_id,
 };
 pub use log::{EventLog, LogOptions};
 pub use stream::{Appended, EventSink, EventSource, ItemResult, StoredEvent};
