@@ -698,3 +698,68 @@ async fn restarted_host_resumes_pipelines_without_counting_twice() {
     assert_eq!(clicks(&rows), 5, "an event was counted twice: {rows:?}");
     wait_caught_up(&host, &a, "clicks_per_minute").await;
 }
+
+#[tokio::test]
+async fn long_operator_chains_are_refused_and_the_host_stays_up() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let a = register(&host, "chains@theta.example", "Theta").await;
+
+    // DataFusion plans such chains by recursion; past the limit they are
+    // refused before planning, at the limit they run.
+    let sum = |n: usize| format!("count(1){}", "+1".repeat(n));
+    let (status, body) = call(
+        &host,
+        "POST",
+        "/api/v1/sql",
+        &a.access,
+        Some(json!({"sql": format!("SELECT {} AS n FROM events", sum(400))})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The count is of the compacted history, so 0 or more.
+    assert!(body["rows"][0][0].as_i64().unwrap() >= 400, "{body}");
+    let (status, body) = call(
+        &host,
+        "POST",
+        "/api/v1/sql",
+        &a.access,
+        Some(json!({"sql": format!("SELECT {} AS n FROM events", sum(5000))})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("operators"),
+        "{body}"
+    );
+
+    let sql = CLICKS.replace("count(*) AS clicks", &format!("{} AS clicks", sum(5000)));
+    let (status, body) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines",
+        &a.access,
+        Some(json!({"name": "chain", "sql": sql})),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["line"], 7, "{body}");
+    assert!(body["request_id"].is_string(), "{body}");
+
+    let health = client().get(host.url("/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn second_host_on_a_data_directory_is_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
+    let _first = Host::start_with(&app_manifest(), options.clone());
+    let logs = crate::support::start_failure(&app_manifest(), options);
+    assert!(
+        logs.contains("is in use by another copycar process"),
+        "{logs}"
+    );
+}

@@ -146,7 +146,14 @@ async fn route(request: &Request, segments: &[&str]) -> ApiResult {
             )));
         }
     };
-    let (status, reply) = SERVICE.call(method, &path, body).await?;
+    let (status, mut reply) = SERVICE.call(method, &path, body).await?;
+    // Errors carry the request id like the component's own errors do.
+    if status >= 400
+        && let Some(object) = reply.as_object_mut()
+    {
+        let request_id = header(request, "x-request-id").unwrap_or("");
+        object.insert("request_id".into(), json!(request_id));
+    }
     Ok(json_response(status, reply))
 }
 

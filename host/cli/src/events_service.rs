@@ -1,4 +1,4 @@
-//! `events.copycar.internal`: the embedded event log served in-process to
+//! `events.copycar.internal`: the event log served in-process to
 //! components, which authenticate callers and pass the tenant along.
 //!
 //! - `POST /v1/events` `{"tenant", "events": [...]}`: appends the batch and
@@ -10,7 +10,8 @@
 
 use crate::service_reply::reply;
 use bytes::Bytes;
-use copycar_events::{Event, EventLog};
+use crate::event_store::EventStore;
+use copycar_events::{Event, EventSink, EventSource};
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -22,11 +23,11 @@ const MAX_SCAN: usize = 10_000;
 
 #[derive(Clone)]
 pub(crate) struct EventsService {
-    log: Arc<EventLog>,
+    log: Arc<EventStore>,
 }
 
 impl EventsService {
-    pub fn new(log: Arc<EventLog>) -> Self {
+    pub fn new(log: Arc<EventStore>) -> Self {
         EventsService { log }
     }
 }
@@ -50,7 +51,7 @@ impl InternalService for EventsService {
     }
 }
 
-async fn append(log: Arc<EventLog>, body: &[u8]) -> http::Response<Bytes> {
+async fn append(log: Arc<EventStore>, body: &[u8]) -> http::Response<Bytes> {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Batch {
@@ -123,7 +124,7 @@ async fn append(log: Arc<EventLog>, body: &[u8]) -> http::Response<Bytes> {
     )
 }
 
-async fn read(log: Arc<EventLog>, query: &str) -> http::Response<Bytes> {
+async fn read(log: Arc<EventStore>, query: &str) -> http::Response<Bytes> {
     let mut tenant = None;
     let mut from = 0u64;
     let mut limit = 100usize;

@@ -2,6 +2,7 @@
 //! components.
 
 mod build;
+mod event_store;
 mod events_service;
 mod llm_service;
 mod local_models;

@@ -2,7 +2,11 @@
 
 use clap::{Args, Subcommand, ValueEnum};
 use copycar_pipelines::{ArroyoTarget, Pipeline, PipelineError, export_arroyo, parse_pipeline};
+use std::io::Read;
 use std::path::{Path, PathBuf};
+
+/// Largest pipeline file, the same limit as the API's.
+const MAX_FILE_BYTES: u64 = 64 * 1024;
 
 #[derive(Subcommand)]
 pub(crate) enum PipelinesCommand {
@@ -83,8 +87,18 @@ fn read(path: &Path) -> anyhow::Result<(String, String)> {
         .and_then(|s| s.to_str())
         .ok_or_else(|| anyhow::anyhow!("{} has no usable file name", path.display()))?
         .to_string();
-    let sql = std::fs::read_to_string(path)
+    // A pipeline is at most 64 KiB; reading stops there, so a device file
+    // or a huge file fails fast.
+    let mut sql = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_FILE_BYTES + 1).read_to_string(&mut sql))
         .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+    if sql.len() as u64 > MAX_FILE_BYTES {
+        anyhow::bail!(
+            "{} is larger than {MAX_FILE_BYTES} bytes, the most a pipeline may be",
+            path.display()
+        );
+    }
     Ok((name, sql))
 }
 

@@ -28,12 +28,13 @@
 //! read, how many per second over the last seconds, and how far behind the
 //! log the pipeline is, in milliseconds of arrival time.
 
+use crate::event_store::EventStore;
 use crate::service_reply::reply;
 use bytes::Bytes;
-use copycar_events::EventLog;
+use copycar_events::EventSource;
 use copycar_pipelines::{
-    Pipeline, PipelineError, PipelineHandle, PipelineStats, ResultRow, RunOptions, Update,
-    parse_pipeline,
+    Pipeline, PipelineError, PipelineHandle, PipelineStats, ResultRow, RunOptions, TenantStats,
+    Update, parse_pipeline,
 };
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
 use serde::Deserialize;
@@ -48,9 +49,9 @@ use tokio::sync::{Mutex as AsyncMutex, broadcast, watch};
 const MAX_CUSTOM_PER_TENANT: usize = 10;
 /// Largest pipeline SQL, in bytes.
 const MAX_SQL_BYTES: usize = 64 * 1024;
-/// Row changes kept per pipeline for long polls; a client further behind is
-/// told to reload the results.
-const FEED_CAPACITY: usize = 8192;
+/// Row changes kept per pipeline and tenant for long polls; a client
+/// further behind gets a new snapshot instead.
+const FEED_CAPACITY: usize = 2048;
 /// Longest a long poll waits for a change.
 const MAX_WAIT_MS: u64 = 25_000;
 /// Largest `limit` on results.
@@ -67,13 +68,22 @@ enum Owner {
 
 type Key = (Owner, String);
 
-/// Row changes of one pipeline with sequence numbers, for long polls.
+/// Row changes of one pipeline with sequence numbers per tenant, for long
+/// polls. Numbers count only the tenant's own changes, so they reveal
+/// nothing about other tenants' traffic.
 struct Feed {
     /// Distinguishes this run's sequence numbers from an earlier run's.
     epoch: String,
-    entries: Mutex<VecDeque<(u64, Update)>>,
+    tenants: Mutex<HashMap<String, TenantFeed>>,
+    /// Bumped on every change, to wake long polls.
+    wake: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct TenantFeed {
     /// The newest sequence number; 0 before the first change.
-    latest: watch::Sender<u64>,
+    latest: u64,
+    entries: VecDeque<(u64, Update)>,
 }
 
 impl Feed {
@@ -82,47 +92,59 @@ impl Feed {
         getrandom::fill(&mut bytes).expect("the OS random source is available");
         Arc::new(Feed {
             epoch: bytes.iter().map(|b| format!("{b:02x}")).collect(),
-            entries: Mutex::new(VecDeque::new()),
-            latest: watch::Sender::new(0),
+            tenants: Mutex::new(HashMap::new()),
+            wake: watch::Sender::new(0),
         })
     }
 
     fn push(&self, update: Update) {
-        let mut entries = self.entries.lock().expect("feed lock");
-        let seq = *self.latest.borrow() + 1;
-        if entries.len() == FEED_CAPACITY {
-            entries.pop_front();
+        let mut tenants = self.tenants.lock().expect("feed lock");
+        let feed = tenants.entry(update.tenant.clone()).or_default();
+        feed.latest += 1;
+        if feed.entries.len() == FEED_CAPACITY {
+            feed.entries.pop_front();
         }
-        entries.push_back((seq, update));
-        self.latest.send_replace(seq);
+        feed.entries.push_back((feed.latest, update));
+        self.wake.send_modify(|n| *n += 1);
     }
 
     /// Marks changes as lost (a subscriber lagged behind the pipeline), so
     /// every poll from an older sequence resets.
     fn lose(&self) {
-        let mut entries = self.entries.lock().expect("feed lock");
-        entries.clear();
-        let seq = *self.latest.borrow() + 1;
-        self.latest.send_replace(seq);
+        let mut tenants = self.tenants.lock().expect("feed lock");
+        for feed in tenants.values_mut() {
+            feed.entries.clear();
+            feed.latest += 1;
+        }
+        self.wake.send_modify(|n| *n += 1);
     }
 
-    fn latest(&self) -> u64 {
-        *self.latest.borrow()
+    fn latest(&self, tenant: &str) -> u64 {
+        let tenants = self.tenants.lock().expect("feed lock");
+        tenants.get(tenant).map_or(0, |f| f.latest)
     }
 
-    /// Changes of `tenant` after `after`, and whether some were dropped
-    /// since (then the client must reload the results).
-    fn since(&self, tenant: &str, after: u64) -> (Vec<(u64, Update)>, bool) {
-        let entries = self.entries.lock().expect("feed lock");
-        let latest = self.latest();
-        let oldest_kept = entries.front().map(|(seq, _)| *seq).unwrap_or(latest + 1);
-        let gap = after < latest && after + 1 < oldest_kept;
-        let updates = entries
+    /// Changes of `tenant` after `after`, the tenant's newest sequence
+    /// number, and whether changes after `after` were dropped (then the
+    /// client must reload the results).
+    fn since(&self, tenant: &str, after: u64) -> (Vec<(u64, Update)>, u64, bool) {
+        let tenants = self.tenants.lock().expect("feed lock");
+        let Some(feed) = tenants.get(tenant) else {
+            return (Vec::new(), 0, false);
+        };
+        let oldest_kept = feed
+            .entries
+            .front()
+            .map(|(seq, _)| *seq)
+            .unwrap_or(feed.latest + 1);
+        let gap = after < feed.latest && after + 1 < oldest_kept;
+        let updates = feed
+            .entries
             .iter()
-            .filter(|(seq, u)| *seq > after && u.tenant == tenant)
+            .filter(|(seq, _)| *seq > after)
             .cloned()
             .collect();
-        (updates, gap)
+        (updates, feed.latest, gap)
     }
 }
 
@@ -187,7 +209,7 @@ impl Entry {
         if seconds <= 0.0 {
             return 0.0;
         }
-        let count = |s: &PipelineStats| s.events_by_tenant.get(tenant).copied().unwrap_or(0);
+        let count = |s: &PipelineStats| s.tenants.get(tenant).map_or(0, |t| t.events_read);
         count(last).saturating_sub(count(first)) as f64 / seconds
     }
 }
@@ -203,7 +225,7 @@ pub(crate) struct PipelinesService {
 }
 
 struct Inner {
-    log: Arc<EventLog>,
+    log: Arc<EventStore>,
     /// `<data-dir>/pipelines`: custom SQL and every checkpoint.
     root: PathBuf,
     entries: AsyncMutex<BTreeMap<Key, Entry>>,
@@ -221,7 +243,7 @@ impl PipelinesService {
     /// Starts the shipped pipelines found in `shipped_dir` (when it exists)
     /// and the custom ones stored under `root`.
     pub async fn start(
-        log: Arc<EventLog>,
+        log: Arc<EventStore>,
         shipped_dir: &Path,
         root: PathBuf,
     ) -> anyhow::Result<PipelinesService> {
@@ -465,8 +487,19 @@ impl Inner {
     /// Returns how far behind the log the pipeline is: the age of the
     /// oldest event it has not read yet, 0 when it has read everything.
     fn lag_ms(&self, next_offset: u64) -> i64 {
-        if next_offset >= self.log.next_offset() {
-            return 0;
+        // A Fluvio backend answers over the network, so leave the worker
+        // thread to other tasks meanwhile.
+        tokio::task::block_in_place(|| self.lag_ms_blocking(next_offset))
+    }
+
+    fn lag_ms_blocking(&self, next_offset: u64) -> i64 {
+        match self.log.next_offset() {
+            Ok(end) if next_offset >= end => return 0,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the log's end for pipeline lag failed");
+                return 0;
+            }
         }
         match self.log.read_from(next_offset, 1) {
             Ok(events) => events
@@ -482,6 +515,14 @@ impl Inner {
 
     fn describe(&self, entry: &Entry, tenant: &str, with_sql: bool) -> Value {
         let stats = entry.stats();
+        let own = stats
+            .tenants
+            .get(tenant)
+            .cloned()
+            .unwrap_or_else(|| TenantStats {
+                dropped_late: entry.outputs.iter().map(|o| (o.clone(), 0)).collect(),
+                ..TenantStats::default()
+            });
         let mut value = json!({
             "name": entry.name,
             "kind": match entry.owner { Owner::Shipped => "shipped", Owner::Tenant(_) => "custom" },
@@ -489,15 +530,16 @@ impl Inner {
             "outputs": entry.outputs,
             "created_at": entry.created_at,
             "stats": {
-                "events_read": stats.events_by_tenant.get(tenant).copied().unwrap_or(0),
+                "events_read": own.events_read,
                 "events_per_sec": (entry.rate(tenant) * 10.0).round() / 10.0,
                 "lag_ms": match entry.status {
                     Status::Running(_) | Status::Paused(_) => self.lag_ms(stats.next_offset),
                     _ => 0,
                 },
-                "watermark": stats.watermarks.get(tenant),
-                "open_windows": stats.open_windows,
-                "dropped_late": stats.dropped_late,
+                "watermark": own.watermark,
+                "open_windows": own.open_windows,
+                "dropped_late": own.dropped_late,
+                "dropped_over_limit": own.dropped_over_limit,
             },
         });
         if let Status::Failed(message) = &entry.status {
@@ -912,7 +954,7 @@ impl Inner {
         }
         // The sequence is read before the rows: a change after it is in
         // the rows or comes again as an update, and upserts are idempotent.
-        let seq = entry.feed.latest();
+        let seq = entry.feed.latest(tenant);
         let mut rows: Vec<ResultRow> = entry
             .rows(tenant)
             .into_iter()
@@ -970,24 +1012,24 @@ impl Inner {
         };
         let epoch_matches = query.get("epoch").is_none_or(|e| *e == feed.epoch);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-        let mut latest = feed.latest.subscribe();
+        let mut wake = feed.wake.subscribe();
         loop {
-            let seen = *latest.borrow_and_update();
-            let (updates, gap) = feed.since(tenant, after);
-            let reset = gap || !epoch_matches || after > seen;
+            wake.borrow_and_update();
+            let (updates, latest, gap) = feed.since(tenant, after);
+            let reset = gap || !epoch_matches || after > latest;
             if reset || !updates.is_empty() || tokio::time::Instant::now() >= deadline {
                 let updates: Vec<Value> = updates
                     .into_iter()
                     .map(|(seq, u)| {
-                        json!({"seq": seq, "output": u.output, "key": u.key, "op": u.op, "row": u.row, "closed": u.closed})
+                        json!({"seq": seq, "output": u.output, "key": u.key, "window_start": u.window_start, "op": u.op, "row": u.row, "closed": u.closed})
                     })
                     .collect();
                 return reply(
                     200,
-                    json!({"epoch": feed.epoch, "updates": updates, "next": seen, "reset": reset}),
+                    json!({"epoch": feed.epoch, "updates": updates, "next": latest, "reset": reset}),
                 );
             }
-            if tokio::time::timeout_at(deadline, latest.changed())
+            if tokio::time::timeout_at(deadline, wake.changed())
                 .await
                 .is_err()
             {
@@ -1038,6 +1080,7 @@ mod tests {
             output: "out".into(),
             tenant: tenant.into(),
             key: "k".into(),
+            window_start: 0,
             op: UpdateOp::Upsert,
             row: None,
             closed: false,
@@ -1045,32 +1088,34 @@ mod tests {
     }
 
     #[test]
-    fn feed_filters_by_tenant_and_reports_gaps() {
+    fn feed_numbers_changes_per_tenant_and_reports_gaps() {
         let feed = Feed::new();
         feed.push(update("a"));
         feed.push(update("b"));
         feed.push(update("a"));
-        let (updates, gap) = feed.since("a", 0);
-        assert_eq!(updates.iter().map(|u| u.0).collect::<Vec<_>>(), [1, 3]);
+        let (updates, latest, gap) = feed.since("a", 0);
+        assert_eq!(updates.iter().map(|u| u.0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(latest, 2);
         assert!(!gap);
-        let (updates, _) = feed.since("a", 1);
-        assert_eq!(updates.len(), 1);
-        let (updates, _) = feed.since("b", 3);
-        assert!(updates.is_empty());
+        // b's numbers do not move with a's changes.
+        assert_eq!(feed.latest("b"), 1);
+        assert_eq!(feed.since("c", 0), (Vec::new(), 0, false));
 
         for _ in 0..FEED_CAPACITY {
-            feed.push(update("b"));
+            feed.push(update("a"));
         }
-        let (_, gap) = feed.since("a", 1);
+        let (_, _, gap) = feed.since("a", 1);
         assert!(gap, "changes after 1 were dropped from the feed");
-        let (_, gap) = feed.since("a", feed.latest());
+        let (_, _, gap) = feed.since("a", feed.latest("a"));
         assert!(!gap);
+        let (_, _, gap) = feed.since("b", 0);
+        assert!(!gap, "b's one change is still kept");
 
         feed.lose();
-        let (updates, gap) = feed.since("a", feed.latest());
+        let (updates, _, gap) = feed.since("a", feed.latest("a"));
         assert!(updates.is_empty());
         assert!(!gap, "a client at the newest sequence has lost nothing");
-        let (_, gap) = feed.since("a", feed.latest() - 1);
+        let (_, _, gap) = feed.since("a", feed.latest("a") - 1);
         assert!(gap, "changes before the loss marker are gone");
     }
 

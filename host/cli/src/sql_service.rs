@@ -12,7 +12,7 @@
 
 use crate::service_reply::reply;
 use bytes::Bytes;
-use copycar_events::EventLog;
+use crate::event_store::EventStore;
 use copycar_history::{History, QueryLimits};
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
 use serde_json::json;
@@ -30,7 +30,7 @@ const CONCURRENT_QUERIES: usize = 4;
 #[derive(Clone)]
 pub(crate) struct SqlService {
     history: Arc<History>,
-    log: Arc<EventLog>,
+    log: Arc<EventStore>,
     limits: QueryLimits,
     slots: Arc<Semaphore>,
 }
@@ -40,7 +40,7 @@ impl SqlService {
     /// `interval`.
     pub fn start(
         history: History,
-        log: Arc<EventLog>,
+        log: Arc<EventStore>,
         limits: QueryLimits,
         interval: Duration,
     ) -> SqlService {
@@ -66,7 +66,7 @@ impl SqlService {
     async fn compact(&self) -> Result<copycar_history::CompactionReport, String> {
         let history = self.history.clone();
         let log = self.log.clone();
-        let report = tokio::task::spawn_blocking(move || history.compact(&log))
+        let report = tokio::task::spawn_blocking(move || history.compact(log.as_ref()))
             .await
             .map_err(|e| format!("compaction task failed: {e}"))?
             .map_err(|e| e.to_string())?;

@@ -65,6 +65,10 @@ pub(crate) struct UpArgs {
 pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // DataFusion plans and optimises by recursion. The SQL services
+        // bound expression size (copycar_history::MAX_OPERATORS), and the
+        // larger stack leaves a wide margin below an abort.
+        .thread_stack_size(16 << 20)
         .build()?
         .block_on(serve(args))
 }
@@ -95,6 +99,28 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             .join(".copycar")
     });
 
+    // One host per data directory: a second one would append to the same
+    // event log and checkpoints without coordination.
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", data_dir.display()))?;
+    let lock_path = data_dir.join(".lock");
+    let data_lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| anyhow::anyhow!("failed to open {}: {e}", lock_path.display()))?;
+    match data_lock.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another copycar process; stop it or choose another --data-dir",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            anyhow::bail!("failed to lock {}: {e}", lock_path.display())
+        }
+    }
+
     let models_dir = args.models_dir.clone().unwrap_or_else(|| {
         app.manifest_path()
             .parent()
@@ -109,13 +135,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     services.register("models", models);
     let events_dir = data_dir.join("events");
     let events = tokio::task::block_in_place(|| {
-        copycar_events::EventLog::open(&events_dir, Default::default())
-    })
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "failed to open the event log in {}: {e}",
-            events_dir.display()
-        )
+        crate::event_store::EventStore::open(&runtime_config.events, &events_dir)
     })?;
     let events = std::sync::Arc::new(events);
     services.register(
@@ -165,8 +185,6 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             std::time::Duration::from_millis(args.compact_interval_ms),
         ),
     );
-    std::fs::create_dir_all(&data_dir)
-        .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", data_dir.display()))?;
     let vectors = tokio::task::block_in_place(|| {
         crate::vectors_service::VectorsService::open(&data_dir.join("vectors.redb"))
     })?;
@@ -221,6 +239,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     );
 
     copycar_runtime::serve(runtime, listener, shutdown).await?;
+    drop(data_lock);
     tracing::info!("stopped");
     Ok(())
 }

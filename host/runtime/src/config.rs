@@ -19,6 +19,17 @@
 //!
 //! An `[llm]` table configures language-model providers and model aliases;
 //! `crate::llm::LlmConfig` documents it.
+//!
+//! An `[events]` table chooses where the event log lives: the embedded log
+//! under `--data-dir` (the default), or a Fluvio topic:
+//!
+//! ```toml
+//! [events]
+//! backend = "fluvio"
+//! endpoint = "127.0.0.1:9003"   # the Fluvio SC, without TLS
+//! topic = "copycar-events"      # the default; one partition
+//! create_topic = true           # the default
+//! ```
 
 use crate::llm::LlmConfig;
 use serde::Deserialize;
@@ -39,6 +50,78 @@ pub struct RuntimeConfig {
     llm_table: Option<toml::Table>,
     #[serde(skip)]
     pub llm: LlmConfig,
+    #[serde(default)]
+    pub events: EventsSection,
+}
+
+/// Where the event log lives.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EventsBackend {
+    /// Segment files under `<data-dir>/events`.
+    #[default]
+    Embedded,
+    /// One partition of a Fluvio topic.
+    Fluvio,
+}
+
+/// The `[events]` table.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    #[serde(default)]
+    pub backend: EventsBackend,
+    /// The Fluvio SC's `host:port`.
+    pub endpoint: Option<String>,
+    /// The Fluvio topic [default: copycar-events].
+    pub topic: Option<String>,
+    /// Create the topic when it is missing [default: true].
+    pub create_topic: Option<bool>,
+}
+
+impl EventsSection {
+    /// Checks that the Fluvio settings appear only with the Fluvio backend
+    /// and that it has an endpoint.
+    fn validate(&self) -> Result<(), String> {
+        match self.backend {
+            EventsBackend::Embedded => {
+                for (name, set) in [
+                    ("endpoint", self.endpoint.is_some()),
+                    ("topic", self.topic.is_some()),
+                    ("create_topic", self.create_topic.is_some()),
+                ] {
+                    if set {
+                        return Err(format!(
+                            "events.{name} applies only to backend = \"fluvio\""
+                        ));
+                    }
+                }
+            }
+            EventsBackend::Fluvio => {
+                let endpoint = self.endpoint.as_deref().unwrap_or("");
+                let valid = endpoint
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+                if !valid {
+                    return Err(format!(
+                        "events.endpoint `{endpoint}` must be the Fluvio SC's host:port, such as 127.0.0.1:9003"
+                    ));
+                }
+                if self.topic.as_deref().is_some_and(|t| {
+                    t.is_empty()
+                        || t.len() > 63
+                        || !t
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                }) {
+                    return Err(
+                        "events.topic must be 1 to 63 lowercase letters, digits and `-`".into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One `[key_value_store.<label>]` table.
@@ -102,6 +185,10 @@ impl RuntimeConfig {
                 );
             }
         }
+        config
+            .events
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid runtime config {}: {e}", path.display()))?;
         if let Some(table) = config.llm_table.take() {
             config.llm = LlmConfig::from_table(&table)
                 .map_err(|e| anyhow::anyhow!("invalid runtime config {}: {e}", path.display()))?;
@@ -214,6 +301,34 @@ mod tests {
         std::fs::write(&path, "[key_value_store.\"../../x\"]\ntype = \"redb\"\n").unwrap();
         let err = RuntimeConfig::load(&path).unwrap_err().to_string();
         assert!(err.contains("may contain only letters"), "{err}");
+    }
+
+    #[test]
+    fn events_table_chooses_the_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runtime.toml");
+        let load = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            RuntimeConfig::load(&path)
+        };
+        assert_eq!(load("").unwrap().events.backend, EventsBackend::Embedded);
+        let config =
+            load("[events]\nbackend = \"fluvio\"\nendpoint = \"127.0.0.1:9003\"\n").unwrap();
+        assert_eq!(config.events.backend, EventsBackend::Fluvio);
+        assert_eq!(config.events.endpoint.as_deref(), Some("127.0.0.1:9003"));
+
+        for (text, message) in [
+            ("[events]\nbackend = \"fluvio\"\n", "must be the Fluvio SC's host:port"),
+            ("[events]\nbackend = \"fluvio\"\nendpoint = \"nohost\"\n", "host:port"),
+            ("[events]\nendpoint = \"127.0.0.1:9003\"\n", "applies only to backend"),
+            ("[events]\nbackend = \"kafka\"\n", "kafka"),
+            ("[events]\nbackend = \"fluvio\"\nendpoint = \"h:1\"\ntopic = \"Bad_Topic\"\n", "events.topic"),
+            ("[events]\nretention = 1\n", "retention"),
+        ] {
+            let err = load(text).unwrap_err().to_string();
+            assert!(err.contains(message), "{text}: {err}");
+            assert!(err.contains("runtime.toml"), "{err}");
+        }
     }
 
     #[test]

@@ -41,7 +41,9 @@ mod services;
 mod state;
 mod variables;
 
-pub use config::{KeyValueStoreConfig, RuntimeConfig, SandboxLimits, SandboxSection};
+pub use config::{
+    EventsBackend, EventsSection, KeyValueStoreConfig, RuntimeConfig, SandboxLimits, SandboxSection,
+};
 pub use gateway::{GatewayConfig, Rate, RoutePolicy};
 pub use llm::{
     AttemptFailure, ChatRequest, CircuitState, Completion, Embedded, Embeddings, GenerateOptions,

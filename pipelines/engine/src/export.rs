@@ -131,6 +131,7 @@ pub fn export_arroyo(name: &str, sql: &str, target: &ArroyoTarget) -> Result<Str
         "result_retention {} ms",
         spec.source.result_retention_ms
     ));
+    dropped.push(format!("max_open_windows {}", spec.source.max_open_windows));
 
     let mut options = vec![
         "    connector = 'fluvio'".to_string(),

@@ -35,6 +35,6 @@ mod value;
 pub use error::{PipelineError, SqlError};
 pub use export::{ArroyoTarget, export_arroyo};
 pub use parse::{Connector, EventColumn, PipelineSpec, SourceSpec, parse_pipeline};
-pub use pipeline::{Pipeline, PipelineStats, ResultRow, Update, UpdateOp};
+pub use pipeline::{Pipeline, PipelineStats, ResultRow, TenantStats, Update, UpdateOp};
 pub use plan::WindowKind;
 pub use runner::{PipelineHandle, RunOptions};

@@ -21,6 +21,8 @@ pub const DEFAULT_ALLOWED_LATENESS_MS: i64 = 0;
 /// Default time a row stays in the live results after its window can no
 /// longer change: 30 days.
 pub const DEFAULT_RESULT_RETENTION_MS: i64 = 30 * 86_400_000;
+/// Default limit of open windows per tenant and output.
+pub const DEFAULT_MAX_OPEN_WINDOWS: usize = 100_000;
 /// Default idle time after which the watermark advances with the wall clock.
 pub const DEFAULT_IDLE_TIMEOUT_MS: i64 = 5_000;
 
@@ -63,6 +65,9 @@ pub struct SourceSpec {
     /// How long a row stays in the live results after its window can no
     /// longer change (end plus allowed lateness).
     pub result_retention_ms: i64,
+    /// Most open windows per tenant and output; rows that would open more
+    /// are refused and counted.
+    pub max_open_windows: usize,
 }
 
 /// A column of the event source, one per [`copycar_events::Event`] field.
@@ -130,6 +135,8 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| SqlError::at(e.location.line, e.location.column, e.message))?;
+    copycar_history::check_operator_count(sql)
+        .map_err(|(at, message)| SqlError::at(at.line, at.column, message))?;
     let (text, watermarks) = cut_watermarks(sql, &tokens)?;
 
     let mut statements = Parser::new(&dialect)
@@ -217,6 +224,14 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
                         table_name.span(),
                         format!(
                             "sink table `{sink}` is not defined; declare it with CREATE TABLE {sink} WITH (connector = 'preview', type = 'sink') first"
+                        ),
+                    ));
+                }
+                if outputs.iter().any(|o| o.sink == sink) {
+                    return Err(SqlError::at_span(
+                        table_name.span(),
+                        format!(
+                            "sink table `{sink}` already has an INSERT; rows of two queries would overwrite each other, so give each query its own sink"
                         ),
                     ));
                 }
@@ -425,6 +440,7 @@ fn source_spec(
     let mut allowed_lateness_ms = DEFAULT_ALLOWED_LATENESS_MS;
     let mut idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
     let mut result_retention_ms = DEFAULT_RESULT_RETENTION_MS;
+    let mut max_open_windows = DEFAULT_MAX_OPEN_WINDOWS;
 
     for option in options {
         match option.key.as_str() {
@@ -480,6 +496,22 @@ fn source_spec(
                     )
                 })?;
             }
+            "max_open_windows" => {
+                max_open_windows = option
+                    .value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=DEFAULT_MAX_OPEN_WINDOWS).contains(n))
+                    .ok_or_else(|| {
+                        SqlError::at_span(
+                            option.span,
+                            format!(
+                                "max_open_windows `{}` must be a whole number from 1 to {DEFAULT_MAX_OPEN_WINDOWS}",
+                                option.value
+                            ),
+                        )
+                    })?;
+            }
             "result_retention" => {
                 result_retention_ms = parse_duration(&option.value).ok_or_else(|| {
                     SqlError::at_span(
@@ -508,7 +540,7 @@ fn source_spec(
                 return Err(SqlError::at_span(
                     option.span,
                     format!(
-                        "unknown source option `{other}`; known options are connector, topic, format, json.timestamp_format, type, endpoint, source.offset, allowed_lateness, idle_timeout and result_retention"
+                        "unknown source option `{other}`; known options are connector, topic, format, json.timestamp_format, type, endpoint, source.offset, allowed_lateness, idle_timeout, result_retention and max_open_windows"
                     ),
                 ));
             }
@@ -595,6 +627,7 @@ fn source_spec(
         allowed_lateness_ms,
         idle_timeout_ms,
         result_retention_ms,
+        max_open_windows,
     })
 }
 

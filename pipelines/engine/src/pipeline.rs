@@ -29,6 +29,8 @@ pub struct Update {
     pub tenant: String,
     /// Identifies the row within the output: group key and window start.
     pub key: String,
+    /// Start of the row's window, in Unix milliseconds.
+    pub window_start: i64,
     /// Upsert or delete (a session merged into another).
     pub op: UpdateOp,
     /// The row; null for a delete.
@@ -63,17 +65,29 @@ pub struct ResultRow {
 pub struct PipelineStats {
     /// The next log offset to read.
     pub next_offset: u64,
-    /// Watermark per tenant: each tenant's event time runs on its own, so
-    /// one tenant's clock cannot make another tenant's events late.
-    pub watermarks: BTreeMap<String, i64>,
+    /// Figures per tenant, which a tenant may see without learning about
+    /// other tenants' traffic.
+    pub tenants: BTreeMap<String, TenantStats>,
     pub events_read: u64,
     /// Per output: events dropped because all their windows were past the
     /// allowed lateness.
     pub dropped_late: BTreeMap<String, u64>,
     pub open_windows: usize,
-    /// Events read per tenant, for figures a tenant may see without
-    /// learning about other tenants' traffic.
-    pub events_by_tenant: BTreeMap<String, u64>,
+}
+
+/// Counters of one tenant in one pipeline.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TenantStats {
+    pub events_read: u64,
+    /// The tenant's watermark: each tenant's event time runs on its own, so
+    /// one tenant's clock cannot make another tenant's events late.
+    pub watermark: Option<i64>,
+    pub open_windows: usize,
+    /// Per output: the tenant's events dropped as too late.
+    pub dropped_late: BTreeMap<String, u64>,
+    /// Rows refused because the tenant had the most open windows allowed
+    /// (the source's `max_open_windows`), over all outputs.
+    pub dropped_over_limit: u64,
 }
 
 /// Event time of one tenant.
@@ -284,14 +298,51 @@ impl Pipeline {
     }
 
     pub fn stats(&self) -> PipelineStats {
+        let mut tenants: BTreeMap<String, TenantStats> = self
+            .state
+            .events_by_tenant
+            .iter()
+            .map(|(tenant, read)| {
+                let stats = TenantStats {
+                    events_read: *read,
+                    watermark: self.state.clocks.get(tenant).and_then(|c| c.watermark),
+                    ..TenantStats::default()
+                };
+                (tenant.clone(), stats)
+            })
+            .collect();
+        for (output, state) in self.outputs.iter().zip(&self.state.outputs) {
+            for group in state.groups.values() {
+                tenants
+                    .entry(group.tenant.clone())
+                    .or_default()
+                    .open_windows += group.windows.len();
+            }
+            for (tenant, refused) in &state.dropped_over_limit_by_tenant {
+                tenants
+                    .entry(tenant.clone())
+                    .or_default()
+                    .dropped_over_limit += refused;
+            }
+            for (tenant, dropped) in &state.dropped_late_by_tenant {
+                tenants
+                    .entry(tenant.clone())
+                    .or_default()
+                    .dropped_late
+                    .insert(output.spec.sink.clone(), *dropped);
+            }
+        }
+        for stats in tenants.values_mut() {
+            for output in &self.outputs {
+                stats
+                    .dropped_late
+                    .entry(output.spec.sink.clone())
+                    .or_insert(0);
+            }
+        }
         PipelineStats {
             next_offset: self.state.next_offset,
-            watermarks: self
-                .state
-                .clocks
-                .iter()
-                .filter_map(|(t, c)| c.watermark.map(|w| (t.clone(), w)))
-                .collect(),
+            tenants,
             events_read: self.state.events_read,
             dropped_late: self
                 .outputs
@@ -306,7 +357,6 @@ impl Pipeline {
                 .flat_map(|s| s.groups.values())
                 .map(|g| g.windows.len())
                 .sum(),
-            events_by_tenant: self.state.events_by_tenant.clone(),
         }
     }
 
@@ -370,6 +420,10 @@ impl Pipeline {
             for (output, state) in self.outputs.iter().zip(self.state.outputs.iter_mut()) {
                 if is_expired(output.spec.window, ts, watermark, lateness) {
                     state.dropped_late += 1;
+                    *state
+                        .dropped_late_by_tenant
+                        .entry(event.event.tenant.clone())
+                        .or_default() += 1;
                 } else {
                     state.accepted += 1;
                     used = true;
@@ -381,6 +435,7 @@ impl Pipeline {
         }
         batch_events.sort_by_key(|e| time_of(e));
 
+        let over_limit_before = self.over_limit_total();
         let mut changed: Vec<BTreeSet<WindowRef>> = vec![BTreeSet::new(); self.outputs.len()];
         let mut retracted: Vec<Vec<Retraction>> = vec![Vec::new(); self.outputs.len()];
         if !batch_events.is_empty() {
@@ -408,6 +463,7 @@ impl Pipeline {
                         batch,
                         &self.state.clocks,
                         lateness,
+                        self.spec.source.max_open_windows,
                         &mut changed[index],
                         &mut retracted[index],
                     )
@@ -419,6 +475,16 @@ impl Pipeline {
                 }
             }
             self.source_slot.lock().expect("slot lock").clear();
+        }
+
+        let refused = self.over_limit_total() - over_limit_before;
+        if refused > 0 {
+            tracing::warn!(
+                pipeline = %self.spec.name,
+                refused,
+                limit = self.spec.source.max_open_windows,
+                "rows refused: a tenant has the most open windows allowed"
+            );
         }
 
         // Advance each tenant's event time.
@@ -501,6 +567,14 @@ impl Pipeline {
             .await
     }
 
+    fn over_limit_total(&self) -> u64 {
+        self.state
+            .outputs
+            .iter()
+            .flat_map(|s| s.dropped_over_limit_by_tenant.values())
+            .sum()
+    }
+
     fn df_error(&self, phase: &'static str, source: DataFusionError) -> PipelineError {
         PipelineError::DataFusion {
             pipeline: self.spec.name.clone(),
@@ -540,6 +614,7 @@ impl Pipeline {
                     output: self.outputs[index].spec.sink.clone(),
                     tenant: r.tenant.clone(),
                     key,
+                    window_start: r.start,
                     op: UpdateOp::Delete,
                     row: None,
                     closed: false,
@@ -555,6 +630,7 @@ impl Pipeline {
                     output: row.output.clone(),
                     tenant: row.tenant.clone(),
                     key: row.key.clone(),
+                    window_start: row.window_start,
                     op: UpdateOp::Upsert,
                     row: Some(row.row.clone()),
                     closed: row.closed,
@@ -573,7 +649,7 @@ impl Pipeline {
         // tenant's watermark leave the live results; the Parquet history
         // keeps the events for ad-hoc SQL.
         let keep_for = lateness.saturating_add(self.spec.source.result_retention_ms);
-        let expired: Vec<(String, String, String)> = self
+        let expired: Vec<(String, String, String, i64)> = self
             .state
             .results
             .values()
@@ -582,9 +658,16 @@ impl Pipeline {
                     && watermark_of(&r.tenant)
                         .is_some_and(|wm| r.window_end.saturating_add(keep_for) <= wm)
             })
-            .map(|r| (r.key.clone(), r.output.clone(), r.tenant.clone()))
+            .map(|r| {
+                (
+                    r.key.clone(),
+                    r.output.clone(),
+                    r.tenant.clone(),
+                    r.window_start,
+                )
+            })
             .collect();
-        for (key, output, tenant) in expired {
+        for (key, output, tenant, window_start) in expired {
             self.state.results.remove(&key);
             removed.push(key.clone());
             updates.push(Update {
@@ -592,6 +675,7 @@ impl Pipeline {
                 output,
                 tenant,
                 key,
+                window_start,
                 op: UpdateOp::Delete,
                 row: None,
                 closed: true,
@@ -760,6 +844,7 @@ fn merge_partials(
     batch: &RecordBatch,
     clocks: &BTreeMap<String, Clock>,
     lateness: i64,
+    max_open: usize,
     changed: &mut BTreeSet<WindowRef>,
     retracted: &mut Vec<Retraction>,
 ) -> datafusion::error::Result<()> {
@@ -788,6 +873,7 @@ fn merge_partials(
             aggs,
             watermark,
             lateness,
+            max_open,
             changed,
             retracted,
         );

@@ -78,6 +78,10 @@ impl PipelineHandle {
                         tracing::warn!(pipeline = %pipeline.name(), offset, %error, "reading the event log failed; retrying");
                         Vec::new()
                     }
+                    Err(error) if error.is_cancelled() => {
+                        // The runtime is shutting down.
+                        break;
+                    }
                     Err(error) => {
                         tracing::warn!(pipeline = %pipeline.name(), offset, %error, "the log reader task failed; retrying");
                         Vec::new()

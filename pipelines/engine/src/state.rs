@@ -40,6 +40,17 @@ pub(crate) struct OutputState {
     pub groups: BTreeMap<String, Group>,
     /// Events that arrived after their windows were past the allowed lateness.
     pub dropped_late: u64,
+    /// The same, per tenant.
+    #[serde(default)]
+    pub dropped_late_by_tenant: BTreeMap<String, u64>,
+    /// Rows of new windows refused per tenant because the tenant had the
+    /// most open windows allowed.
+    #[serde(default)]
+    pub dropped_over_limit_by_tenant: BTreeMap<String, u64>,
+    /// Open windows per tenant, counted from `groups` on first use and
+    /// kept up to date after that.
+    #[serde(skip)]
+    open_by_tenant: Option<BTreeMap<String, usize>>,
     /// Events this output aggregated.
     pub accepted: u64,
 }
@@ -62,9 +73,21 @@ pub(crate) fn is_expired(
 }
 
 impl OutputState {
+    fn open_counts(&mut self) -> &mut BTreeMap<String, usize> {
+        let groups = &self.groups;
+        self.open_by_tenant.get_or_insert_with(|| {
+            let mut counts = BTreeMap::new();
+            for group in groups.values() {
+                *counts.entry(group.tenant.clone()).or_default() += group.windows.len();
+            }
+            counts
+        })
+    }
+
     /// Merges one partial row into its window. Rows of windows past the
     /// allowed lateness are ignored (an event whose every window expired was
-    /// already counted as dropped).
+    /// already counted as dropped). A row that would open a window when its
+    /// tenant already has `max_open` open windows is refused and counted.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn merge_row(
         &mut self,
@@ -76,6 +99,7 @@ impl OutputState {
         aggs: Vec<Value>,
         watermark: Option<i64>,
         lateness: i64,
+        max_open: usize,
         changed: &mut BTreeSet<WindowRef>,
         retracted: &mut Vec<Retraction>,
     ) {
@@ -88,6 +112,18 @@ impl OutputState {
             return;
         }
         let id = group_id(&tenant, &keys);
+        let opens_window = self.groups.get(&id).is_none_or(|g| match kind {
+            WindowKind::Session { .. } => !g.windows.range(..end).any(|(_, w)| w.end > start),
+            _ => !g.windows.contains_key(&start),
+        });
+        if opens_window {
+            let open = self.open_counts().get(&tenant).copied().unwrap_or(0);
+            if open >= max_open {
+                *self.dropped_over_limit_by_tenant.entry(tenant).or_default() += 1;
+                return;
+            }
+            *self.open_counts().entry(tenant.clone()).or_default() += 1;
+        }
         let group = self.groups.entry(id.clone()).or_insert_with(|| Group {
             tenant: tenant.clone(),
             keys,
@@ -109,6 +145,7 @@ impl OutputState {
                 .filter(|(_, w)| w.end > start)
                 .map(|(s, _)| *s)
                 .collect();
+            let absorbed = overlapping.len().saturating_sub(1);
             for old_start in overlapping {
                 let old = group.windows.remove(&old_start).expect("listed above");
                 window.start = window.start.min(old.start);
@@ -125,6 +162,11 @@ impl OutputState {
             retracted.retain(|r| !(r.group == id && r.start == window.start));
             changed.insert((id.clone(), window.start));
             group.windows.insert(window.start, window);
+            // Sessions absorbed into this one are no longer open windows.
+            if absorbed > 0 {
+                let count = self.open_counts().entry(tenant).or_default();
+                *count = count.saturating_sub(absorbed);
+            }
             return;
         }
 
@@ -164,13 +206,24 @@ impl OutputState {
     /// runs after the final rows are computed, so a window that closes and
     /// expires in the same step still emits its result.
     pub(crate) fn evict(&mut self, watermark_of: impl Fn(&str) -> Option<i64>, lateness: i64) {
+        let mut evicted: BTreeMap<String, usize> = BTreeMap::new();
         for group in self.groups.values_mut() {
             let Some(watermark) = watermark_of(&group.tenant) else {
                 continue;
             };
+            let before = group.windows.len();
             group
                 .windows
                 .retain(|_, w| w.end.saturating_add(lateness) > watermark);
+            if group.windows.len() < before {
+                *evicted.entry(group.tenant.clone()).or_default() += before - group.windows.len();
+            }
+        }
+        if let Some(counts) = self.open_by_tenant.as_mut() {
+            for (tenant, n) in evicted {
+                let count = counts.entry(tenant).or_default();
+                *count = count.saturating_sub(n);
+            }
         }
         self.groups.retain(|_, g| !g.windows.is_empty());
     }
@@ -193,7 +246,12 @@ fn merge_aggs(a: Vec<Value>, b: Vec<Value>, merges: &[Merge]) -> Vec<Value> {
 mod tests {
     use super::*;
 
-    fn merge(state: &mut OutputState, kind: WindowKind, start: i64, count: i64) -> Vec<Retraction> {
+    fn merge_limited(
+        state: &mut OutputState,
+        kind: WindowKind,
+        start: i64,
+        max_open: usize,
+    ) -> Vec<Retraction> {
         let mut changed = BTreeSet::new();
         let mut retracted = Vec::new();
         state.merge_row(
@@ -202,13 +260,59 @@ mod tests {
             "t".into(),
             vec![],
             start,
-            vec![Value::Int(count)],
+            vec![Value::Int(1)],
             None,
             0,
+            max_open,
             &mut changed,
             &mut retracted,
         );
         retracted
+    }
+
+    fn merge(state: &mut OutputState, kind: WindowKind, start: i64, count: i64) -> Vec<Retraction> {
+        assert_eq!(count, 1);
+        merge_limited(state, kind, start, usize::MAX)
+    }
+
+    fn open(state: &mut OutputState) -> usize {
+        state.open_counts().get("t").copied().unwrap_or(0)
+    }
+
+    #[test]
+    fn open_window_limit_refuses_new_windows_only() {
+        let kind = WindowKind::Tumble { width_ms: 10 };
+        let mut state = OutputState::default();
+        merge_limited(&mut state, kind, 0, 2);
+        merge_limited(&mut state, kind, 10, 2);
+        merge_limited(&mut state, kind, 20, 2);
+        assert_eq!(state.groups.values().next().unwrap().windows.len(), 2);
+        assert_eq!(state.dropped_over_limit_by_tenant["t"], 1);
+        // An open window still takes rows.
+        merge_limited(&mut state, kind, 10, 2);
+        assert_eq!(
+            state.groups.values().next().unwrap().windows[&10].aggs,
+            vec![Value::Int(2)]
+        );
+        assert_eq!(state.dropped_over_limit_by_tenant["t"], 1);
+        // Evicting frees room.
+        state.evict(|_| Some(15), 0);
+        assert_eq!(open(&mut state), 1);
+        merge_limited(&mut state, kind, 20, 2);
+        assert_eq!(open(&mut state), 2);
+    }
+
+    #[test]
+    fn merged_sessions_free_their_count() {
+        let kind = WindowKind::Session { gap_ms: 10 };
+        let mut state = OutputState::default();
+        merge(&mut state, kind, 0, 1);
+        merge(&mut state, kind, 25, 1);
+        assert_eq!(open(&mut state), 2);
+        merge(&mut state, kind, 16, 1);
+        assert_eq!(open(&mut state), 2, "16 joined the session at 25");
+        merge(&mut state, kind, 8, 1);
+        assert_eq!(open(&mut state), 1, "8 bridged the two sessions");
     }
 
     #[test]

@@ -385,7 +385,10 @@ async fn tenant_ahead_in_time_does_not_make_others_late() {
         event: event_at("globex", 5),
     }];
     pipeline.process(&late, 0).await.unwrap();
-    assert_eq!(pipeline.stats().dropped_late["out"], 1);
+    let stats = pipeline.stats();
+    assert_eq!(stats.dropped_late["out"], 1);
+    assert_eq!(stats.tenants["globex"].dropped_late["out"], 1);
+    assert_eq!(stats.tenants["acme"].dropped_late["out"], 0);
     let globex = counts(&pipeline.rows("globex"));
     assert_eq!(globex[&0], (2, true));
 }
@@ -436,8 +439,9 @@ async fn scoped_pipeline_reads_one_tenant_and_consumes_all_offsets() {
     assert!(pipeline.rows("globex").is_empty());
     let stats = pipeline.stats();
     assert_eq!(stats.events_read, 2);
-    assert_eq!(stats.events_by_tenant.get("acme"), Some(&2));
-    assert_eq!(stats.events_by_tenant.get("globex"), None);
+    assert_eq!(stats.tenants["acme"].events_read, 2);
+    assert_eq!(stats.tenants["acme"].open_windows, 1);
+    assert!(!stats.tenants.contains_key("globex"));
 
     // A batch with only other tenants' events moves the offset on.
     let offset_four = vec![StoredEvent {
@@ -598,6 +602,13 @@ fn sql_errors_point_at_line_and_column() {
     let bad_watermark = "CREATE TABLE events (\n  occurred_at TIMESTAMP,\n  WATERMARK FOR occurred_at AS received_at - INTERVAL '1 second'\n) WITH (connector = 'event_log', type = 'source');";
     let e = error_of(bad_watermark);
     assert_eq!((e.line, e.column), (3, 32), "{e}");
+
+    let twice = format!(
+        "{header}CREATE TABLE out WITH (connector = 'preview', type = 'sink');\nINSERT INTO out SELECT tumble(INTERVAL '1 minute') AS w, count(*) FROM events GROUP BY w;\nINSERT INTO out SELECT tumble(INTERVAL '1 hour') AS w, count(*) FROM events GROUP BY w;"
+    );
+    let e = error_of(&twice);
+    assert!(e.message.contains("already has an INSERT"), "{e}");
+    assert_eq!((e.line, e.column), (5, 13), "{e}");
 
     let distinct = format!(
         "{header}SELECT tumble(INTERVAL '1 minute') AS w, count(DISTINCT recipient)\nFROM events GROUP BY w;"

@@ -4,18 +4,22 @@
 //! Validation rejects control characters in both fields, so the separator
 //! cannot occur inside either of them.
 //!
-//! Value: one version byte, then the event as JSON in the serde form of
-//! [`Event`], with `event_id` and `received_at` set. Version 1 is the only
-//! version so far. A reader rejects any other version rather than guess at
-//! its layout.
+//! Value: the event as one JSON object in the serde form of [`Event`],
+//! with `event_id` and `received_at` set: the field names are the columns
+//! of a pipeline's source table and times are Unix milliseconds. An Arroyo
+//! cluster reads it with `format = 'json'` and `'json.timestamp_format' =
+//! 'unix_millis'`, so the same topic feeds the embedded engine and Arroyo.
+//! This is format 1. A later format will start with a byte other than `{`,
+//! and a reader rejects any value that does not start with `{` rather than
+//! guess at its layout.
 
 use copycar_events::Event;
 
 /// The byte between `tenant` and `event_id` in a record key.
 pub const KEY_SEPARATOR: u8 = 0x00;
 
-/// The version byte this crate writes at the start of every record value.
-pub const VALUE_VERSION: u8 = 1;
+/// The first byte of every format 1 record value: a JSON object.
+pub const FORMAT_1_START: u8 = b'{';
 
 /// A record that cannot be decoded into an event.
 #[derive(Debug, thiserror::Error)]
@@ -25,11 +29,11 @@ pub enum CodecError {
     MissingKey,
     #[error("record key is not `tenant`, NUL, `event_id` in UTF-8: {reason}")]
     InvalidKey { reason: &'static str },
-    #[error("record value is empty, so it has no version byte")]
+    #[error("record value is empty")]
     EmptyValue,
     #[error(
-        "record value has format version {found}, but this build reads only version \
-         {VALUE_VERSION}; upgrade the reader"
+        "record value starts with byte {found:#04x}, not `{{`, so it is not format 1, the \
+         only format this build reads; upgrade the reader"
     )]
     UnknownVersion { found: u8 },
     #[error("record value is truncated: {0}")]
@@ -91,24 +95,22 @@ pub fn decode_key(key: &[u8]) -> Result<(String, String), CodecError> {
     Ok((tenant.to_string(), event_id.to_string()))
 }
 
-/// Encodes an event as a version 1 record value.
+/// Encodes an event as a format 1 record value.
 pub fn encode_value(event: &Event) -> Vec<u8> {
-    let mut value = vec![VALUE_VERSION];
     // Serializing an `Event` cannot fail, because every field is a string, an
     // integer or a JSON map with string keys.
-    serde_json::to_writer(&mut value, event).expect("an Event always serializes to JSON");
-    value
+    serde_json::to_vec(event).expect("an Event always serializes to JSON")
 }
 
 /// Decodes a record value into an event.
 pub fn decode_value(value: &[u8]) -> Result<Event, CodecError> {
-    let Some((&version, body)) = value.split_first() else {
+    let Some(&first) = value.first() else {
         return Err(CodecError::EmptyValue);
     };
-    if version != VALUE_VERSION {
-        return Err(CodecError::UnknownVersion { found: version });
+    if first != FORMAT_1_START {
+        return Err(CodecError::UnknownVersion { found: first });
     }
-    serde_json::from_slice(body).map_err(|error| {
+    serde_json::from_slice(value).map_err(|error| {
         if error.is_eof() {
             CodecError::Truncated(error)
         } else {
@@ -165,7 +167,11 @@ mod tests {
     fn value_round_trips_every_field() {
         let event = full_event();
         let value = encode_value(&event);
-        assert_eq!(value[0], VALUE_VERSION);
+        assert_eq!(value[0], FORMAT_1_START);
+        // Plain JSON, as Arroyo's json format reads it.
+        let json: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        assert_eq!(json["type"], "custom:demo.booked");
+        assert_eq!(json["occurred_at"], 1_700_000_000_000_i64);
         let decoded = decode_value(&value).unwrap();
         assert_eq!(decoded, event);
         assert_eq!(decoded.event_id.as_deref(), Some("e-1"));
@@ -210,7 +216,7 @@ mod tests {
         value[0] = 2;
         let error = decode_value(&value).unwrap_err();
         assert!(matches!(error, CodecError::UnknownVersion { found: 2 }));
-        assert!(error.to_string().contains("version 2"));
+        assert!(error.to_string().contains("0x02"), "{error}");
 
         value[0] = 0;
         assert!(matches!(

@@ -5,7 +5,8 @@
 //! partition 0 of one Fluvio topic:
 //!
 //! 1. [`codec`] lays out each event as a record: key `tenant`, NUL,
-//!    `event_id`, and a value of one version byte followed by JSON.
+//!    `event_id`, and the event as a plain JSON object, which Arroyo's JSON
+//!    format reads.
 //! 2. [`batch`] validates a batch, assigns missing ids and removes
 //!    duplicates before anything is sent.
 //! 3. [`offsets`] maps log offsets to Fluvio offsets and plans each read

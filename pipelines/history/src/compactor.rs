@@ -4,7 +4,7 @@
 use crate::error::HistoryError;
 use crate::manifest::{FileEntry, Manifest, delete_unlisted, sync_dir, tenant_dir};
 use crate::schema::{event_schema, events_to_batch};
-use copycar_events::{EventLog, StoredEvent};
+use copycar_events::{EventSource, StoredEvent};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -130,20 +130,13 @@ impl History {
     /// Reads the log from the committed offset, writes the new events of
     /// each tenant to one new file, commits the progress, and then merges
     /// small files. Blocks on file I/O.
-    pub fn compact(&self, log: &EventLog) -> Result<CompactionReport, HistoryError> {
+    pub fn compact<S: EventSource>(&self, log: &S) -> Result<CompactionReport, HistoryError> {
         let mut retired = self.run.lock().unwrap_or_else(|e| e.into_inner());
         let mut manifest = (*self.snapshot()).clone();
         let mut report = CompactionReport::default();
 
         // Read up to the run's limit, in log order.
         let start = manifest.next_offset;
-        if start < log.start_offset() {
-            tracing::warn!(
-                next_offset = start,
-                log_start = log.start_offset(),
-                "events were deleted by log retention before they were compacted"
-            );
-        }
         let mut events: Vec<StoredEvent> = Vec::new();
         let mut next = start;
         while events.len() < self.options.max_events_per_run {
@@ -154,6 +147,16 @@ impl History {
             let read = log
                 .read_from(next, want)
                 .map_err(|e| HistoryError::Log(e.to_string()))?;
+            if next == start
+                && let Some(first) = read.first()
+                && first.offset > start
+            {
+                tracing::warn!(
+                    next_offset = start,
+                    log_start = first.offset,
+                    "events were deleted by log retention before they were compacted"
+                );
+            }
             let Some(last) = read.last() else { break };
             next = last.offset + 1;
             events.extend(read);

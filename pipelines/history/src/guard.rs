@@ -6,9 +6,75 @@ use datafusion::error::DataFusionError;
 use datafusion::sql::parser::{DFParser, Statement};
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 /// Maximum length of the SQL text, in bytes.
 pub const MAX_SQL_BYTES: usize = 64 * 1024;
+
+/// Most operators one SQL text may hold. DataFusion plans a chain of
+/// binary operators such as `1+1+...` by recursion, one level per
+/// operator, so a long flat chain can exhaust a thread's stack and abort
+/// the process. 400 levels take a few MiB (measured as about 8 KiB each in
+/// a debug build).
+pub const MAX_OPERATORS: usize = 400;
+
+/// Checks that `sql` holds at most [`MAX_OPERATORS`] binary operators and
+/// returns the position of the first one past the limit with a message.
+/// Text that does not tokenize passes: the parser reports it.
+pub fn check_operator_count(sql: &str) -> Result<(), (SqlPosition, String)> {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else {
+        return Ok(());
+    };
+    let mut count = 0;
+    for token in &tokens {
+        let operator = match &token.token {
+            Token::Plus
+            | Token::Minus
+            | Token::Mul
+            | Token::Div
+            | Token::Mod
+            | Token::StringConcat
+            | Token::Eq
+            | Token::DoubleEq
+            | Token::Neq
+            | Token::Lt
+            | Token::Gt
+            | Token::LtEq
+            | Token::GtEq
+            | Token::Spaceship
+            | Token::Ampersand
+            | Token::Pipe
+            | Token::Caret
+            | Token::ShiftLeft
+            | Token::ShiftRight
+            | Token::Arrow
+            | Token::LongArrow => true,
+            Token::Word(word) => {
+                word.quote_style.is_none()
+                    && ["AND", "OR"]
+                        .iter()
+                        .any(|k| word.value.eq_ignore_ascii_case(k))
+            }
+            _ => false,
+        };
+        if operator {
+            count += 1;
+            if count > MAX_OPERATORS {
+                let at = token.span.start;
+                return Err((
+                    SqlPosition {
+                        line: at.line,
+                        column: at.column,
+                    },
+                    format!(
+                        "the SQL has more than {MAX_OPERATORS} operators; split the expression or the query"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Parses `sql` and returns its single statement if it is a query.
 ///
@@ -27,6 +93,10 @@ pub fn parse_read_only(sql: &str) -> Result<Statement, QueryError> {
         )));
     }
 
+    check_operator_count(sql).map_err(|(position, message)| QueryError::Syntax {
+        message,
+        position: Some(position),
+    })?;
     let mut statements =
         DFParser::parse_sql_with_dialect(sql, &GenericDialect {}).map_err(syntax_error)?;
     if statements.len() != 1 {
@@ -163,6 +233,24 @@ mod tests {
         ] {
             assert!(parse_read_only(sql).is_ok(), "{sql}");
         }
+    }
+
+    #[test]
+    fn long_operator_chains_are_rejected() {
+        let chain = |n: usize| format!("SELECT count(1){} AS n FROM events", "+1".repeat(n));
+        assert!(parse_read_only(&chain(MAX_OPERATORS)).is_ok());
+        let error = rejected(&chain(MAX_OPERATORS + 1));
+        let QueryError::Syntax { message, position } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(message.contains("more than 400 operators"), "{message}");
+        // The 401st `+` is at column 16 + 2 * 400.
+        assert_eq!(position.map(|p| (p.line, p.column)), Some((1, 816)));
+        let conditions = format!(
+            "SELECT 1 FROM events WHERE {}",
+            "a = 1 OR ".repeat(250) + "true"
+        );
+        assert!(matches!(rejected(&conditions), QueryError::Syntax { .. }));
     }
 
     #[test]
