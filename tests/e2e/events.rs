@@ -325,3 +325,97 @@ async fn acknowledged_events_survive_repeated_kills_during_ingest() {
         lost.first()
     );
 }
+
+/// The events table of a runtime config that puts the log on Fluvio.
+fn fluvio_config(endpoint: &str, topic: &str) -> String {
+    format!("[events]\nbackend = \"fluvio\"\nendpoint = \"{endpoint}\"\ntopic = \"{topic}\"\n")
+}
+
+#[test]
+fn unreachable_fluvio_cluster_stops_start_up() {
+    let port = crate::support::free_port();
+    let options = HostOptions {
+        runtime_config: Some(fluvio_config(
+            &format!("127.0.0.1:{port}"),
+            "copycar-events",
+        )),
+        ..app_options()
+    };
+    let logs = crate::support::start_failure(&app_manifest(), options);
+    assert!(
+        logs.contains("failed to open the event log on Fluvio topic `copycar-events`"),
+        "{logs}"
+    );
+}
+
+/// Runs against the Fluvio cluster in `COPYCAR_FLUVIO_ENDPOINT`
+/// (`pipelines/fluvio/cluster.sh start` runs one on 127.0.0.1), and says
+/// so and passes when none is configured.
+#[tokio::test]
+async fn events_and_pipelines_run_on_fluvio() {
+    let Ok(endpoint) = std::env::var("COPYCAR_FLUVIO_ENDPOINT") else {
+        eprintln!("skipped: COPYCAR_FLUVIO_ENDPOINT is not set, so no Fluvio cluster runs");
+        return;
+    };
+    let topic = format!("copycar-e2e-{}", std::process::id());
+    let data = tempfile::tempdir().unwrap();
+    let options = HostOptions {
+        runtime_config: Some(fluvio_config(&endpoint, &topic)),
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
+    let host = Host::start_with(&app_manifest(), options.clone());
+    let account = register(&host, "fluvio@events.example", "Fluvio").await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let events: Vec<Value> = (0..5)
+        .map(|i| json!({"event_id": format!("f-{i}"), "type": "sent", "campaign": "fluvio", "occurred_at": now + i}))
+        .collect();
+    let (status, body) = post(&host, &account.access, Value::Array(events)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 5);
+    let (_, again) = post(
+        &host,
+        &account.access,
+        json!([{"event_id": "f-0", "type": "sent", "occurred_at": now}]),
+    )
+    .await;
+    assert_eq!(again["results"][0]["duplicate"], true, "{again}");
+
+    // The shipped pipelines read the topic.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = client()
+            .get(host.url("/api/v1/pipelines/campaign_hourly/results"))
+            .bearer_auth(&account.access)
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        if body["rows"][0]["row"]["sent"] == 5 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{body}\n{}",
+            host.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A restarted host reads the same topic and keeps deduplicating.
+    drop(host);
+    let host = Host::start_with(&app_manifest(), options);
+    let ids = logged_ids(&host, &account.access).await;
+    for i in 0..5 {
+        assert!(ids.contains(&format!("f-{i}")), "{ids:?}");
+    }
+    let (_, again) = post(
+        &host,
+        &account.access,
+        json!([{"event_id": "f-4", "type": "sent", "occurred_at": now}]),
+    )
+    .await;
+    assert_eq!(again["results"][0]["duplicate"], true, "{again}");
+}
