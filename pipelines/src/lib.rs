@@ -6,7 +6,7 @@
 //! 1. An [`Event`] is validated field by field; a rejected event gets an
 //!    [`EventError`] naming the field, and the rest of its batch goes on.
 //! 2. [`EventLog`] is the embedded backend. It appends each batch to
-//!    checksummed, length-prefixed records in segment files under one
+//!    checksummed, length-prefixed binary records in segment files under one
 //!    directory and calls fsync before it returns the offsets. A repeated
 //!    (tenant, event_id) returns the original offset.
 //! 3. On open, [`EventLog`] rebuilds its id index from the segments and cuts
@@ -17,6 +17,7 @@
 
 mod error;
 mod event;
+mod index;
 mod log;
 mod record;
 mod segment;
