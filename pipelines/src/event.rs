@@ -88,6 +88,37 @@ pub enum EventError {
          characters from a-z, 0-9, `_`, `-` and `.`"
     )]
     UnknownType(String),
+    #[error("field `{field}` is missing")]
+    Missing { field: &'static str },
+    #[error("field `{field}` must be {expected}, not {found}")]
+    InvalidType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("field `{field}` appears more than once")]
+    DuplicateField { field: &'static str },
+    #[error("an event must be a JSON object, not {found}")]
+    NotAnObject { found: &'static str },
+}
+
+impl EventError {
+    /// Returns the name of the rejected field, or `None` when the event as a
+    /// whole is rejected.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            EventError::Empty { field }
+            | EventError::TooLong { field, .. }
+            | EventError::ControlCharacter { field }
+            | EventError::Missing { field }
+            | EventError::InvalidType { field, .. }
+            | EventError::DuplicateField { field } => Some(field),
+            EventError::NegativeTime(_) => Some("occurred_at"),
+            EventError::PropertiesTooLarge { .. } => Some("properties"),
+            EventError::UnknownType(_) => Some("type"),
+            EventError::NotAnObject { .. } => None,
+        }
+    }
 }
 
 impl EventType {

@@ -12,12 +12,15 @@
 //! 3. On open, [`EventLog`] rebuilds its id index from the segments and cuts
 //!    a torn tail off the last one. Old segments are deleted whole by age or
 //!    total size ([`LogOptions`]).
-//! 4. [`EventSink`] and [`EventSource`] are the producer and consumer
+//! 4. [`EventInput`] parses a producer's JSON event into an [`Event`] or an
+//!    [`EventError`] naming the field, without failing the rest of a batch.
+//! 5. [`EventSink`] and [`EventSource`] are the producer and consumer
 //!    interface, so another backend can replace the embedded one.
 
 mod error;
 mod event;
 mod index;
+mod input;
 mod log;
 mod record;
 mod segment;
@@ -27,5 +30,6 @@ pub use error::LogError;
 pub use event::{
     Event, EventError, EventType, MAX_FIELD_BYTES, MAX_ID_BYTES, MAX_PROPERTIES_BYTES,
 };
+pub use input::EventInput;
 pub use log::{EventLog, LogOptions};
 pub use stream::{Appended, EventSink, EventSource, ItemResult, StoredEvent};
