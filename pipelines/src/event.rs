@@ -277,8 +277,8 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), EventE
     Ok(())
 }
 
-/// A source of random event ids that asks the operating system for random
-/// bytes once per 64 ids rather than once per id.
+/// A source of random event ids that reads random bytes from the operating
+/// system once per 64 ids rather than once per id.
 pub(crate) struct RandomIds {
     bytes: [u8; 16 * 64],
     used: usize,

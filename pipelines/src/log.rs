@@ -508,10 +508,10 @@ fn stored_key_matches(
         let index = (offset - batch.first_offset) as usize;
         let position = batch.relative_positions[index] as usize;
         let Frame::Complete { payload, .. } = record::read_frame(&batch.buffer[position..]) else {
-            unreachable!("the batch buffer holds whole frames");
+            unreachable!("the batch buffer contains only whole frames");
         };
         let summary = record::decode_summary(payload, Format::CURRENT)
-            .expect("the batch buffer holds valid records");
+            .expect("the batch buffer contains only records encoded by this batch");
         return Ok(summary.tenant == tenant && summary.event_id.as_deref() == Some(event_id));
     }
     let (stored_tenant, stored_id) = read_stored_key(segments, offset)?;

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Integers are little-endian. A `str` is a `u16` byte length followed by
-//! UTF-8. Bit `i` of `present` says whether optional field `i` (event_id,
+//! UTF-8. Bit `i` of `present` is set when optional field `i` (event_id,
 //! campaign, account, recipient, channel, variant, in that order) follows.
 //! The custom type name is present only when `type` is [`TYPE_CUSTOM`], and a
 //! properties length of 0 means an empty object.

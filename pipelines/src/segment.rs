@@ -156,8 +156,8 @@ pub(crate) fn scan(
     })
 }
 
-/// Returns the format of a segment that holds at least a whole header or a
-/// version 1 record.
+/// Returns the format of a segment that contains at least a whole header
+/// or a version 1 record.
 fn segment_format(bytes: &[u8], path: &Path) -> Result<Format, LogError> {
     let Some(rest) = bytes.strip_prefix(record::SEGMENT_MAGIC.as_slice()) else {
         return Ok(Format::Json);

@@ -432,7 +432,7 @@ fn write_json_segment(dir: &Path, base: u64, events: &[Event]) {
 }
 
 #[test]
-fn json_segment_is_read_and_appends_go_to_new_segment() {
+fn json_segment_reads_and_rolls_on_append() {
     let dir = tempfile::tempdir().unwrap();
     write_json_segment(dir.path(), 0, &ids(0..3));
     let legacy_path = segment::segment_path(dir.path(), 0);
