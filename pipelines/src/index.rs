@@ -86,9 +86,18 @@ impl IdIndex {
         Ok(None)
     }
 
-    /// Reserves room for `additional` more pairs.
-    pub fn reserve(&mut self, additional: usize) {
-        self.first.reserve(additional);
+    /// Adds every pair of `other`, none of which may be in `self` already.
+    /// Both indexes must have been given hashes from the same seed.
+    pub fn merge(&mut self, other: IdIndex) {
+        self.first.reserve(other.first.len());
+        for (hash, offset) in other.first {
+            self.insert(hash, offset);
+        }
+        for (hash, offsets) in other.colliding {
+            for offset in offsets {
+                self.insert(hash, offset);
+            }
+        }
     }
 
     /// Adds a pair that [`IdIndex::find`] did not find.
@@ -230,6 +239,28 @@ mod tests {
             Ok(Some(1))
         );
         assert_eq!(index.len(), 2);
+    }
+
+    #[test]
+    fn merge_keeps_colliding_pairs_apart() {
+        let keys = [("acme", "a"), ("acme", "b"), ("beta", "a"), ("acme", "c")];
+        let mut index = IdIndex::new();
+        index.insert(7, 0);
+        let mut batch = IdIndex::new();
+        batch.insert(7, 1);
+        batch.insert(7, 2);
+        batch.insert(9, 3);
+        index.merge(batch);
+
+        assert_eq!(index.len(), 4);
+        for (offset, (tenant, id)) in keys.iter().enumerate().take(3) {
+            assert_eq!(
+                index.find(7, key_is(&keys, tenant, id)),
+                Ok(Some(offset as u64)),
+                "{tenant}/{id}"
+            );
+        }
+        assert_eq!(index.find(9, key_is(&keys, "acme", "c")), Ok(Some(3)));
     }
 
     #[test]

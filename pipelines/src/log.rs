@@ -205,15 +205,15 @@ impl EventLog {
         let first_offset = state.segments.last().unwrap().end_offset();
 
         // Encode the accepted events into one buffer so the batch is a single
-        // write followed by a single sync. Their ids go into the index right
-        // away, so later events of the batch see them; a failed write removes
-        // them again.
+        // write followed by a single sync. Their ids go into a batch index,
+        // which joins the log's index only once the batch is on disk, so an
+        // error or a panic part-way leaves the log's index unchanged.
         let mut results = Vec::with_capacity(events.len());
         let mut buffer = Vec::with_capacity(events.len() * ESTIMATED_RECORD_BYTES);
         let mut relative_positions = Vec::with_capacity(events.len());
+        let mut batch_ids = IdIndex::new();
         let mut random_ids = RandomIds::new();
         let state = &mut *state;
-        state.index.reserve(events.len());
         for mut event in events {
             if let Err(error) = event.validate_fields() {
                 results.push(Err(error));
@@ -236,21 +236,20 @@ impl EventLog {
             }
             let event_id = event.event_id.take().unwrap();
 
+            // The hash comes from the log's index, and the batch index is
+            // only ever given hashes from it.
             let hash = state.index.hash(&event.tenant, &event_id);
             let batch = Batch {
                 first_offset,
                 buffer: &buffer[..position],
                 relative_positions: &relative_positions,
             };
-            let earlier = state.index.find_or_insert(hash, offset, |candidate| {
+            let is_match = |candidate| {
                 stored_key_matches(&state.segments, &batch, candidate, &event.tenant, &event_id)
-            });
-            let earlier = match earlier {
-                Ok(earlier) => earlier,
-                Err(error) => {
-                    state.index.retain(|offset| offset < first_offset);
-                    return Err(error);
-                }
+            };
+            let earlier = match state.index.find(hash, is_match)? {
+                Some(stored) => Some(stored),
+                None => batch_ids.find_or_insert(hash, offset, is_match)?,
             };
             if let Some(offset) = earlier {
                 buffer.truncate(position);
@@ -273,13 +272,10 @@ impl EventLog {
             return Ok(results);
         }
 
-        let written = self.write_batch(state, first_offset, &buffer);
-        if let Err(error) = written {
-            state.index.retain(|offset| offset < first_offset);
-            return Err(error);
-        }
+        self.write_batch(state, first_offset, &buffer)?;
 
         // Only now, with the bytes on disk, does the batch become visible.
+        state.index.merge(batch_ids);
         let active = state.segments.last_mut().unwrap();
         let start = active.size;
         active
