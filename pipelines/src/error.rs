@@ -28,6 +28,13 @@ pub enum LogError {
         expected: u64,
         found: u64,
     },
+    #[error(
+        "event log segment {} has format version {}, but this build reads only versions 1 \
+         and 2; open the log with the release that wrote it",
+        path.display(),
+        version.map_or_else(|| "(missing)".to_string(), |v| v.to_string())
+    )]
+    UnsupportedFormat { path: PathBuf, version: Option<u8> },
     #[error("failed to generate a random event id: {0}")]
     EventId(getrandom::Error),
     #[error(

@@ -88,6 +88,37 @@ pub enum EventError {
          characters from a-z, 0-9, `_`, `-` and `.`"
     )]
     UnknownType(String),
+    #[error("field `{field}` is missing")]
+    Missing { field: &'static str },
+    #[error("field `{field}` must be {expected}, not {found}")]
+    InvalidType {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("field `{field}` appears more than once")]
+    DuplicateField { field: &'static str },
+    #[error("an event must be a JSON object, not {found}")]
+    NotAnObject { found: &'static str },
+}
+
+impl EventError {
+    /// Returns the name of the rejected field, or `None` when the event as a
+    /// whole is rejected.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            EventError::Empty { field }
+            | EventError::TooLong { field, .. }
+            | EventError::ControlCharacter { field }
+            | EventError::Missing { field }
+            | EventError::InvalidType { field, .. }
+            | EventError::DuplicateField { field } => Some(field),
+            EventError::NegativeTime(_) => Some("occurred_at"),
+            EventError::PropertiesTooLarge { .. } => Some("properties"),
+            EventError::UnknownType(_) => Some("type"),
+            EventError::NotAnObject { .. } => None,
+        }
+    }
 }
 
 impl EventType {
@@ -182,6 +213,20 @@ impl Event {
     /// Checks every field against the limits above and returns the first
     /// problem found.
     pub fn validate(&self) -> Result<(), EventError> {
+        self.validate_fields()?;
+        let len = crate::record::json_len(&self.properties);
+        if len > MAX_PROPERTIES_BYTES {
+            return Err(EventError::PropertiesTooLarge {
+                len,
+                max: MAX_PROPERTIES_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks every field except the size of `properties`, which the log
+    /// checks while it serializes them into the record.
+    pub(crate) fn validate_fields(&self) -> Result<(), EventError> {
         if let Some(id) = &self.event_id {
             check_text("event_id", id, MAX_ID_BYTES)?;
         }
@@ -209,16 +254,6 @@ impl Event {
         if self.occurred_at < 0 {
             return Err(EventError::NegativeTime(self.occurred_at));
         }
-
-        let len = serde_json::to_vec(&self.properties)
-            .map(|bytes| bytes.len())
-            .unwrap_or(usize::MAX);
-        if len > MAX_PROPERTIES_BYTES {
-            return Err(EventError::PropertiesTooLarge {
-                len,
-                max: MAX_PROPERTIES_BYTES,
-            });
-        }
         Ok(())
     }
 }
@@ -234,7 +269,9 @@ fn check_text(field: &'static str, value: &str, max: usize) -> Result<(), EventE
             max,
         });
     }
-    if value.chars().any(char::is_control) {
+    // Printable ASCII, the common case, needs no UTF-8 decoding.
+    let printable_ascii = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+    if !printable_ascii && value.chars().any(char::is_control) {
         return Err(EventError::ControlCharacter { field });
     }
     Ok(())
@@ -246,6 +283,40 @@ pub fn random_event_id() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// A source of random event ids that reads random bytes from the operating
+/// system once per 64 ids rather than once per id.
+pub(crate) struct RandomIds {
+    bytes: [u8; 16 * 64],
+    used: usize,
+}
+
+impl RandomIds {
+    pub fn new() -> Self {
+        RandomIds {
+            bytes: [0; 16 * 64],
+            used: 16 * 64,
+        }
+    }
+
+    /// Returns 128 random bits as 32 lowercase hex digits.
+    pub fn next_id(&mut self) -> Result<String, getrandom::Error> {
+        if self.used == self.bytes.len() {
+            getrandom::fill(&mut self.bytes)?;
+            self.used = 0;
+        }
+        let id = &self.bytes[self.used..self.used + 16];
+        self.used += 16;
+
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut text = String::with_capacity(32);
+        for &b in id {
+            text.push(HEX[usize::from(b >> 4)] as char);
+            text.push(HEX[usize::from(b & 0x0f)] as char);
+        }
+        Ok(text)
+    }
 }
 
 #[cfg(test)]
@@ -351,10 +422,31 @@ mod tests {
 
     #[test]
     fn random_event_ids_are_32_hex_digits() {
-        let first = random_event_id().unwrap();
-        let second = random_event_id().unwrap();
-        assert_eq!(first.len(), 32);
-        assert!(first.bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_ne!(first, second);
+        let mut ids = RandomIds::new();
+        // More than one refill of the random buffer.
+        let all: Vec<String> = (0..200).map(|_| ids.next_id().unwrap()).collect();
+        for id in &all {
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+                "{id}"
+            );
+        }
+        let distinct: std::collections::HashSet<&String> = all.iter().collect();
+        assert_eq!(distinct.len(), all.len());
+    }
+
+    #[test]
+    fn control_characters_outside_ascii_are_rejected() {
+        let mut event = click();
+        // U+0085 (next line) is a C1 control character.
+        event.channel = Some("email\u{85}".into());
+        assert_eq!(
+            event.validate(),
+            Err(EventError::ControlCharacter { field: "channel" })
+        );
+        event.channel = Some("e-mail ✉".into());
+        assert_eq!(event.validate(), Ok(()));
     }
 }

@@ -1,16 +1,20 @@
 //! The embedded event log: append-only segment files in one directory.
 
 use crate::error::LogError;
-use crate::event::{Event, random_event_id};
-use crate::record::{self, Decoded};
+use crate::event::{Event, RandomIds};
+use crate::index::IdIndex;
+use crate::record::{self, Decoded, Format, Frame};
 use crate::segment::{self, Segment};
 use crate::stream::{Appended, EventSink, EventSource, ItemResult, StoredEvent};
-use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A record's typical size in bytes, used to size the batch buffer up
+/// front. Larger records only make the buffer grow.
+const ESTIMATED_RECORD_BYTES: usize = 192;
 
 /// Segment size and retention settings.
 #[derive(Debug, Clone)]
@@ -53,7 +57,7 @@ struct State {
     /// The active segment opened for appending; `None` when the log was
     /// opened read-only.
     active: Option<File>,
-    index: HashMap<(String, String), u64>,
+    index: IdIndex,
     /// Set when a failed write could not be rolled back.
     failed: bool,
 }
@@ -89,7 +93,10 @@ impl EventLog {
     fn open_with(dir: PathBuf, options: LogOptions, writable: bool) -> Result<Self, LogError> {
         let bases = segment::list_segments(&dir)?;
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len().max(1));
-        let mut index = HashMap::new();
+        let mut index = IdIndex::new();
+        // (hash, offset) of every stored id, indexed once all segments are
+        // known so that a hash collision can be checked against the files.
+        let mut ids = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             // Retention deletes only the oldest segments, so the rest must
             // be contiguous.
@@ -102,7 +109,9 @@ impl EventLog {
                     found: base,
                 });
             }
-            let scan = segment::scan(&dir, base)?;
+            let scan = segment::scan(&dir, base, |tenant, event_id, offset| {
+                ids.push((index.hash(tenant, event_id), offset));
+            })?;
             let is_last = i + 1 == bases.len();
             // Only the last segment can be torn, because a segment is closed
             // only after its last write was synced.
@@ -115,17 +124,30 @@ impl EventLog {
             if scan.torn_tail && writable {
                 truncate(&scan.segment.path, scan.segment.size)?;
             }
-            for (tenant, event_id, offset) in scan.ids {
-                index.insert((tenant, event_id), offset);
-            }
             segments.push(scan.segment);
+        }
+        for (hash, offset) in ids {
+            index_stored_id(&mut index, &segments, hash, offset)?;
         }
 
         if segments.is_empty() {
             segments.push(Segment::empty(&dir, 0));
         }
         let active = if writable {
-            Some(open_for_append(&dir, segments.last().unwrap())?)
+            let last = segments.last_mut().unwrap();
+            if last.format != Format::CURRENT {
+                if last.positions.is_empty() {
+                    // Nothing valid in it and its torn tail is cut off, so
+                    // it can start over in the current format.
+                    last.format = Format::CURRENT;
+                } else {
+                    // Records of one segment share a format, so appends go
+                    // to a new segment and the old one stays as written.
+                    let next = Segment::empty(&dir, last.end_offset());
+                    segments.push(next);
+                }
+            }
+            Some(open_for_append(&dir, segments.last_mut().unwrap())?)
         } else {
             None
         };
@@ -183,23 +205,54 @@ impl EventLog {
         let first_offset = state.segments.last().unwrap().end_offset();
 
         // Encode the accepted events into one buffer so the batch is a single
-        // write followed by a single sync.
+        // write followed by a single sync. Their ids go into a batch index,
+        // which joins the log's index only once the batch is on disk, so an
+        // error or a panic part-way leaves the log's index unchanged.
         let mut results = Vec::with_capacity(events.len());
-        let mut buffer = Vec::new();
-        let mut relative_positions = Vec::new();
-        let mut batch_ids: HashMap<(String, String), u64> = HashMap::new();
+        let mut buffer = Vec::with_capacity(events.len() * ESTIMATED_RECORD_BYTES);
+        let mut relative_positions = Vec::with_capacity(events.len());
+        let mut batch_ids = IdIndex::new();
+        let mut random_ids = RandomIds::new();
+        let state = &mut *state;
         for mut event in events {
-            if let Err(error) = event.validate() {
+            if let Err(error) = event.validate_fields() {
                 results.push(Err(error));
                 continue;
             }
             let event_id = match event.event_id.take() {
                 Some(id) => id,
-                None => random_event_id().map_err(LogError::EventId)?,
+                None => random_ids.next_id().map_err(LogError::EventId)?,
             };
-            let key = (event.tenant.clone(), event_id.clone());
-            let earlier = state.index.get(&key).or_else(|| batch_ids.get(&key));
-            if let Some(&offset) = earlier {
+
+            // Encoding checks the size of the properties, so an invalid
+            // event is rejected even when its id is a duplicate.
+            let offset = first_offset + relative_positions.len() as u64;
+            let position = buffer.len();
+            event.event_id = Some(event_id);
+            event.received_at = received_at;
+            if let Err(error) = record::encode(offset, &event, &mut buffer) {
+                results.push(Err(error));
+                continue;
+            }
+            let event_id = event.event_id.take().unwrap();
+
+            // The hash comes from the log's index, and the batch index is
+            // only ever given hashes from it.
+            let hash = state.index.hash(&event.tenant, &event_id);
+            let batch = Batch {
+                first_offset,
+                buffer: &buffer[..position],
+                relative_positions: &relative_positions,
+            };
+            let is_match = |candidate| {
+                stored_key_matches(&state.segments, &batch, candidate, &event.tenant, &event_id)
+            };
+            let earlier = match state.index.find(hash, is_match)? {
+                Some(stored) => Some(stored),
+                None => batch_ids.find_or_insert(hash, offset, is_match)?,
+            };
+            if let Some(offset) = earlier {
+                buffer.truncate(position);
                 results.push(Ok(Appended {
                     offset,
                     event_id,
@@ -208,12 +261,7 @@ impl EventLog {
                 continue;
             }
 
-            let offset = first_offset + relative_positions.len() as u64;
-            event.event_id = Some(event_id.clone());
-            event.received_at = received_at;
-            relative_positions.push(buffer.len() as u64);
-            record::encode(offset, &event, &mut buffer);
-            batch_ids.insert(key, offset);
+            relative_positions.push(position as u64);
             results.push(Ok(Appended {
                 offset,
                 event_id,
@@ -224,15 +272,10 @@ impl EventLog {
             return Ok(results);
         }
 
-        let active_size = state.segments.last().unwrap().size;
-        if active_size > 0 && active_size + buffer.len() as u64 > self.options.segment_max_bytes {
-            self.roll(&mut state, first_offset)?;
-            self.enforce_retention_locked(&mut state, now_millis())?;
-        }
-        self.write_synced(&mut state, &buffer)?;
+        self.write_batch(state, first_offset, &buffer)?;
 
         // Only now, with the bytes on disk, does the batch become visible.
-        let state = &mut *state;
+        state.index.merge(batch_ids);
         let active = state.segments.last_mut().unwrap();
         let start = active.size;
         active
@@ -240,8 +283,25 @@ impl EventLog {
             .extend(relative_positions.iter().map(|p| start + p));
         active.size += buffer.len() as u64;
         active.newest_received_at = active.newest_received_at.max(received_at);
-        state.index.extend(batch_ids);
         Ok(results)
+    }
+
+    /// Writes an encoded batch that starts at `first_offset`, first starting
+    /// a new segment when the batch would take the active one past its
+    /// size limit.
+    fn write_batch(
+        &self,
+        state: &mut State,
+        first_offset: u64,
+        buffer: &[u8],
+    ) -> Result<(), LogError> {
+        let active = state.segments.last().unwrap();
+        let has_records = !active.positions.is_empty();
+        if has_records && active.size + buffer.len() as u64 > self.options.segment_max_bytes {
+            self.roll(state, first_offset)?;
+            self.enforce_retention_locked(state, now_millis())?;
+        }
+        self.write_synced(state, buffer)
     }
 
     /// Returns up to `max` events from `offset` on. An `offset` older than the
@@ -275,7 +335,7 @@ impl EventLog {
 
             let mut position = 0usize;
             for _ in 0..count {
-                match record::decode(&bytes[position..]) {
+                match record::decode(&bytes[position..], segment.format) {
                     Decoded::Record {
                         offset: stored,
                         event,
@@ -337,7 +397,7 @@ impl EventLog {
             state.segments.remove(0);
             deleted += 1;
             let start = state.segments[0].base_offset;
-            state.index.retain(|_, offset| *offset >= start);
+            state.index.retain(|offset| offset >= start);
         }
         if deleted > 0 {
             sync_dir(&self.dir)?;
@@ -347,8 +407,8 @@ impl EventLog {
 
     /// Closes the active segment and starts a new one at `base_offset`.
     fn roll(&self, state: &mut State, base_offset: u64) -> Result<(), LogError> {
-        let segment = Segment::empty(&self.dir, base_offset);
-        let active = open_for_append(&self.dir, &segment)?;
+        let mut segment = Segment::empty(&self.dir, base_offset);
+        let active = open_for_append(&self.dir, &mut segment)?;
         state.active = Some(active);
         state.segments.push(segment);
         Ok(())
@@ -401,18 +461,118 @@ impl EventSource for EventLog {
 }
 
 /// Opens a segment for appending, creating it (and syncing the directory so
-/// the new name survives a crash) when missing.
-fn open_for_append(dir: &Path, segment: &Segment) -> Result<File, LogError> {
+/// the new name survives a crash) when missing. An empty segment gets its
+/// format header, synced before any record follows it.
+fn open_for_append(dir: &Path, segment: &mut Segment) -> Result<File, LogError> {
     let existed = segment.path.exists();
-    let file = OpenOptions::new()
+    let mut file = OpenOptions::new()
         .create(true)
         .append(true)
         .open(&segment.path)
         .map_err(|e| LogError::io("open", &segment.path, e))?;
+    if segment.size == 0 {
+        let header = segment.format.segment_header();
+        file.write_all(&header)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| LogError::io("write the header of", &segment.path, e))?;
+        segment.size = header.len() as u64;
+    }
     if !existed {
         sync_dir(dir)?;
     }
     Ok(file)
+}
+
+/// A batch being encoded: the records before the current event, which the
+/// dedupe check reads before they are on disk.
+struct Batch<'a> {
+    first_offset: u64,
+    buffer: &'a [u8],
+    relative_positions: &'a [u64],
+}
+
+/// Returns true when the record at `offset` has this tenant and event_id.
+/// The record is in `batch` or in one of `segments`.
+fn stored_key_matches(
+    segments: &[Segment],
+    batch: &Batch<'_>,
+    offset: u64,
+    tenant: &str,
+    event_id: &str,
+) -> Result<bool, LogError> {
+    if offset >= batch.first_offset {
+        let index = (offset - batch.first_offset) as usize;
+        let position = batch.relative_positions[index] as usize;
+        let Frame::Complete { payload, .. } = record::read_frame(&batch.buffer[position..]) else {
+            unreachable!("the batch buffer contains only whole frames");
+        };
+        let summary = record::decode_summary(payload, Format::CURRENT)
+            .expect("the batch buffer contains only records encoded by this batch");
+        return Ok(summary.tenant == tenant && summary.event_id.as_deref() == Some(event_id));
+    }
+    let (stored_tenant, stored_id) = read_stored_key(segments, offset)?;
+    Ok(stored_tenant == tenant && stored_id.as_deref() == Some(event_id))
+}
+
+/// Reads the tenant and event_id of the record at `offset` from its segment.
+fn read_stored_key(
+    segments: &[Segment],
+    offset: u64,
+) -> Result<(String, Option<String>), LogError> {
+    let index = segments.partition_point(|s| s.end_offset() <= offset);
+    let segment = segments
+        .get(index)
+        .filter(|s| offset >= s.base_offset)
+        .expect("indexed offsets are in a retained segment");
+    let index_in_segment = (offset - segment.base_offset) as usize;
+    let start = segment.positions[index_in_segment];
+    let end = segment
+        .positions
+        .get(index_in_segment + 1)
+        .copied()
+        .unwrap_or(segment.size);
+
+    let mut bytes = vec![0u8; (end - start) as usize];
+    let mut file = File::open(&segment.path).map_err(|e| LogError::io("open", &segment.path, e))?;
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.read_exact(&mut bytes))
+        .map_err(|e| LogError::io("read", &segment.path, e))?;
+    let corrupt = || LogError::Corrupt {
+        path: segment.path.clone(),
+        position: start,
+    };
+    let Frame::Complete { payload, .. } = record::read_frame(&bytes) else {
+        return Err(corrupt());
+    };
+    let summary = record::decode_summary(payload, segment.format).ok_or_else(corrupt)?;
+    Ok((
+        summary.tenant.into_owned(),
+        summary.event_id.map(|id| id.into_owned()),
+    ))
+}
+
+/// Adds the stored id at `offset` to `index` while the log opens. A pair
+/// that is already indexed, which only a log written without the dedupe
+/// check can hold, keeps its newest offset.
+fn index_stored_id(
+    index: &mut IdIndex,
+    segments: &[Segment],
+    hash: u64,
+    offset: u64,
+) -> Result<(), LogError> {
+    // Reading the key costs a file read, so it happens only on a hash match.
+    let mut key = None;
+    let earlier = index.find(hash, |candidate| {
+        if key.is_none() {
+            key = Some(read_stored_key(segments, offset)?);
+        }
+        Ok::<bool, LogError>(read_stored_key(segments, candidate)? == *key.as_ref().unwrap())
+    })?;
+    match earlier {
+        Some(earlier) => index.replace(hash, earlier, offset),
+        None => index.insert(hash, offset),
+    }
+    Ok(())
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), LogError> {

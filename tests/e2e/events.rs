@@ -21,6 +21,21 @@ async fn post(host: &Host, token: &str, events: Value) -> (u16, Value) {
     )
 }
 
+/// Posts `body` as it is, without wrapping it in `{"events": ...}`.
+async fn post_body(host: &Host, token: &str, body: Value) -> (u16, Value) {
+    let response = client()
+        .post(host.url("/api/v1/events"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
 async fn read(host: &Host, token: &str, query: &str) -> (u16, Value) {
     let response = client()
         .get(host.url(&format!("/api/v1/events{query}")))
@@ -418,4 +433,116 @@ async fn events_and_pipelines_run_on_fluvio() {
     )
     .await;
     assert_eq!(again["results"][0]["duplicate"], true, "{again}");
+
+#[tokio::test]
+async fn item_errors_name_index_and_field() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let account = register(&host, "fields@example.com", "Fields").await;
+    let batch = json!([
+        {"type": "open", "occurred_at": 1_733_300_000_000_i64},
+        {"type": "open", "occurred_at": "yesterday"},
+        "not an event",
+        {"type": "open", "occurred_at": 1, "campaign": ""},
+        {"type": "open", "occurred_at": 1, "properties": [1]},
+    ]);
+    let (status, body) = post(&host, &account.access, batch).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    assert_eq!(body["rejected"], 4, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert!(results[0]["offset"].is_u64(), "{body}");
+
+    let expected = [
+        (1, Some("occurred_at"), "must be an integer"),
+        (2, None, "must be a JSON object"),
+        (3, Some("campaign"), "is empty"),
+        (4, Some("properties"), "must be an object"),
+    ];
+    for (index, field, message) in expected {
+        let item = &results[index];
+        assert_eq!(item["index"], index, "{item}");
+        match field {
+            Some(field) => assert_eq!(item["field"], field, "{item}"),
+            None => assert!(item.get("field").is_none(), "{item}"),
+        }
+        let error = item["error"].as_str().unwrap();
+        assert!(error.contains(message), "item {index}: {error}");
+    }
+}
+
+#[tokio::test]
+async fn body_cannot_choose_the_tenant() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let account = register(&host, "mine@example.com", "Mine").await;
+    let other = register(&host, "theirs@example.com", "Theirs").await;
+
+    // A top-level tenant is an unknown field and fails the whole batch.
+    let (status, body) = post_body(
+        &host,
+        &account.access,
+        json!({"tenant": other.tenant_id, "events": [{"type": "open", "occurred_at": 1}]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("tenant"), "{body}");
+    assert!(body["request_id"].is_string(), "{body}");
+
+    // A tenant inside an event is ignored: the event is the caller's.
+    let (status, body) = post(
+        &host,
+        &account.access,
+        json!([{"event_id": "t-1", "tenant": other.tenant_id, "type": "open", "occurred_at": 1}]),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1, "{body}");
+    let (_, mine) = read(&host, &account.access, "").await;
+    let ids: Vec<&str> = mine["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
+    assert!(ids.contains(&"t-1"), "{mine}");
+    let (_, theirs) = read(&host, &other.access, "").await;
+    assert!(
+        theirs["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event_id"] != "t-1"),
+        "{theirs}"
+    );
+}
+
+#[tokio::test]
+async fn batch_shape_errors_are_rejected() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let account = register(&host, "shape@example.com", "Shape").await;
+    let too_many: Vec<Value> = (0..1001)
+        .map(|i| json!({"type": "open", "occurred_at": i}))
+        .collect();
+    let (status, body) = post(&host, &account.access, Value::Array(too_many)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "events", "{body}");
+
+    let (status, body) = post_body(&host, &account.access, json!({"events": 5})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON body"),
+        "{body}"
+    );
+
+    let response = client()
+        .post(host.url("/api/v1/events"))
+        .bearer_auth(&account.access)
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 415);
 }

@@ -6,7 +6,7 @@
 //! pipelines and the history include it.
 
 use copycar_guest::http::{ApiError, header};
-use copycar_guest::service::Service;
+use copycar_guest::service::{Service, encode_query_value};
 use copycar_guest::store::Kv;
 use copycar_identity::records::{AuditRecord, keys};
 use copycar_identity::{now_unix, random_id};
@@ -101,9 +101,10 @@ pub async fn publish() {
                 })
             })
             .collect();
-        let body = json!({"tenant": tenant, "events": events});
+        let body = json!({ "events": events });
+        let path = format!("/v1/events?tenant={}", encode_query_value(&tenant));
         match EVENT_LOG
-            .call(Method::Post, "/v1/events", body.to_string().into_bytes())
+            .call(Method::Post, &path, body.to_string().into_bytes())
             .await
         {
             Ok((200, _)) => {}

@@ -11,12 +11,18 @@
 //! in Unix milliseconds. A repeated `event_id` is stored once. The tenant
 //! always comes from the credential. The log itself lives in the host's data
 //! plane at `events.copycar.internal` (the `events_url` variable).
+//!
+//! A batch is forwarded to the log unparsed, with the tenant in the query:
+//! the log's service parses it once, validates each event and returns the
+//! per-event results, which are passed back as they are.
 
 use copycar_guest::caller::authenticate;
-use copycar_guest::http::{ApiError, ApiResult, finish, header, json_body_up_to, json_response};
-use copycar_guest::service::Service;
+use copycar_guest::http::{
+    ApiError, ApiResult, finish, header, json_bytes_response, json_bytes_up_to, json_response,
+};
+use copycar_guest::service::{Service, encode_query_value};
 use copycar_guest::store::Kv;
-use serde_json::{Value, json};
+use serde_json::Value;
 use spin_sdk::http::{Method, Request, Response};
 use spin_sdk::http_component;
 
@@ -44,20 +50,19 @@ async fn route(request: &Request) -> ApiResult {
     let caller = authenticate(request, &Kv::open()?)?;
     match (path.as_str(), request.method()) {
         ("", Method::Post) => {
-            #[derive(serde::Deserialize)]
-            #[serde(deny_unknown_fields)]
-            struct Batch {
-                events: Vec<Value>,
-            }
-            let batch: Batch = json_body_up_to(request, MAX_BATCH_BYTES)?;
-            if batch.events.is_empty() || batch.events.len() > 1000 {
-                return Err(ApiError::bad_field("events", "send 1 to 1000 events"));
-            }
-            let body = json!({"tenant": caller.tenant_id, "events": batch.events});
+            let body = json_bytes_up_to(request, MAX_BATCH_BYTES)?;
+            let path = format!(
+                "/v1/events?tenant={}",
+                encode_query_value(&caller.tenant_id)
+            );
             let (status, reply) = EVENT_LOG
-                .call(Method::Post, "/v1/events", body.to_string().into_bytes())
+                .call_raw(Method::Post, &path, body.to_vec())
                 .await?;
-            Ok(json_response(status, reply))
+            if status == 200 {
+                Ok(json_bytes_response(status, reply))
+            } else {
+                Err(log_error(status, &reply))
+            }
         }
         ("", Method::Get) => {
             let mut query = format!("tenant={}", caller.tenant_id);
@@ -84,5 +89,24 @@ async fn route(request: &Request) -> ApiResult {
         _ => Err(ApiError::not_found(&format!(
             "endpoint /api/v1/events{path}"
         ))),
+    }
+}
+
+/// Turns an error reply of the log's service (`{"error", "field"?}`) into
+/// this component's error response, which adds the request id.
+fn log_error(status: u16, reply: &[u8]) -> ApiError {
+    let reply: Value = serde_json::from_slice(reply).unwrap_or(Value::Null);
+    let message = match reply["error"].as_str() {
+        Some(message) => message.to_string(),
+        None => format!("the event log failed with status {status}"),
+    };
+    let field = match reply["field"].as_str() {
+        Some("events") => Some("events"),
+        Some("tenant") => Some("tenant"),
+        _ => None,
+    };
+    ApiError {
+        field,
+        ..ApiError::new(status, message)
     }
 }

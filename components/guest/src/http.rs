@@ -79,6 +79,16 @@ pub fn json_response(status: u16, body: Value) -> Response {
         .build()
 }
 
+/// Builds a response from a JSON body that is already serialized.
+pub fn json_bytes_response(status: u16, body: Vec<u8>) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .header("cache-control", "no-store")
+        .body(body)
+        .build()
+}
+
 pub fn no_content() -> Response {
     Response::builder().status(204).body(Vec::new()).build()
 }
@@ -98,6 +108,13 @@ pub fn json_body_up_to<T: DeserializeOwned>(
     request: &Request,
     max_bytes: usize,
 ) -> Result<T, ApiError> {
+    let body = json_bytes_up_to(request, max_bytes)?;
+    serde_json::from_slice(body).map_err(|e| ApiError::new(400, format!("invalid JSON body: {e}")))
+}
+
+/// Returns the body of an `application/json` request without parsing it,
+/// rejecting other content types and bodies over `max_bytes` with a 4xx.
+pub fn json_bytes_up_to(request: &Request, max_bytes: usize) -> Result<&[u8], ApiError> {
     let content_type = header(request, "content-type").unwrap_or("");
     let media_type = content_type.split(';').next().unwrap_or("").trim();
     if !media_type.eq_ignore_ascii_case("application/json") {
@@ -110,7 +127,7 @@ pub fn json_body_up_to<T: DeserializeOwned>(
             format!("request body is larger than {max_bytes} bytes"),
         ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::new(400, format!("invalid JSON body: {e}")))
+    Ok(body)
 }
 
 /// Turns a handler's result into the response, logging server-side

@@ -22,6 +22,20 @@ impl Service {
         path_and_query: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Value), ApiError> {
+        let (status, body) = self.call_raw(method, path_and_query, body).await?;
+        let value = serde_json::from_slice(&body)
+            .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&body)}));
+        Ok((status, value))
+    }
+
+    /// Sends a JSON request and returns the status and the response body
+    /// unparsed, for callers that pass it on as it is.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ApiError> {
         let base =
             spin_sdk::variables::get(self.url_variable).unwrap_or_else(|_| self.default_url.into());
         let request = Request::builder()
@@ -35,8 +49,20 @@ impl Service {
             ApiError::new(503, format!("the {} is unavailable", self.name))
         })?;
         let status = *response.status();
-        let value = serde_json::from_slice(response.body())
-            .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(response.body())}));
-        Ok((status, value))
+        Ok((status, response.into_body()))
     }
+}
+
+/// Percent-encodes `value` for use in a URL query: every byte except ASCII
+/// letters, digits, `-`, `.`, `_` and `~` becomes `%XX`.
+pub fn encode_query_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    encoded
 }

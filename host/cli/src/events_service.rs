@@ -1,19 +1,22 @@
 //! `events.copycar.internal`: the event log served in-process to
 //! components, which authenticate callers and pass the tenant along.
 //!
-//! - `POST /v1/events` `{"tenant", "events": [...]}`: appends the batch and
-//!   returns one result per event, in order: `{"offset", "event_id",
-//!   "duplicate"}` or `{"error"}`. The tenant field of each event is set
-//!   from `tenant`, overriding any value in the event.
+//! - `POST /v1/events?tenant=T` `{"events": [...]}`: appends the batch for
+//!   tenant `T` and returns one result per event, in order: `{"offset",
+//!   "event_id", "duplicate"}` or `{"index", "field", "error"}`, where
+//!   `field` is absent when the event as a whole is invalid. The body is
+//!   parsed once, straight into events; a `tenant` key in an event is
+//!   ignored, so a component can forward a caller's body unchanged.
 //! - `GET /v1/events?tenant=T&from=OFFSET&limit=N`: the tenant's events from
 //!   `from` on, at most `N` (1 to 1,000), and the offset to read next.
 
 use crate::service_reply::reply;
 use bytes::Bytes;
 use crate::event_store::EventStore;
-use copycar_events::{Event, EventSink, EventSource};
+use copycar_events::{Event, EventError, EventInput, EventSink, EventSource, ItemResult};
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 use std::sync::Arc;
 
 const MAX_BATCH: usize = 1000;
@@ -32,15 +35,15 @@ impl EventsService {
     }
 }
 
-
 impl InternalService for EventsService {
     fn handle(&self, request: ServiceRequest) -> ServiceFuture {
         let log = self.log.clone();
         Box::pin(async move {
             let (parts, body) = request.request.into_parts();
+            let query = parts.uri.query().unwrap_or("");
             match (parts.method.as_str(), parts.uri.path()) {
-                ("POST", "/v1/events") => append(log, &body).await,
-                ("GET", "/v1/events") => read(log, parts.uri.query().unwrap_or("")).await,
+                ("POST", "/v1/events") => append(log, query, &body).await,
+                ("GET", "/v1/events") => read(log, query).await,
                 (_, "/v1/events") => reply(405, json!({"error": "use GET or POST /v1/events"})),
                 (_, path) => reply(
                     404,
@@ -51,13 +54,28 @@ impl InternalService for EventsService {
     }
 }
 
-async fn append(log: Arc<EventStore>, body: &[u8]) -> http::Response<Bytes> {
+async fn append(log: Arc<EventStore>, query: &str, body: &[u8]) -> http::Response<Bytes> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct AppendQuery {
+        tenant: String,
+    }
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Batch {
-        tenant: String,
-        events: Vec<Value>,
+        events: Vec<EventInput>,
     }
+
+    let tenant = match serde_urlencoded::from_str::<AppendQuery>(query) {
+        Ok(query) if !query.tenant.is_empty() => query.tenant,
+        Ok(_) => return reply(400, json!({"error": "tenant is empty", "field": "tenant"})),
+        Err(e) => {
+            return reply(
+                400,
+                json!({"error": format!("invalid query `{query}`: {e}; send tenant=T only"), "field": "tenant"}),
+            );
+        }
+    };
     let batch: Batch = match serde_json::from_slice(body) {
         Ok(batch) => batch,
         Err(e) => return reply(400, json!({"error": format!("invalid JSON body: {e}")})),
@@ -69,59 +87,114 @@ async fn append(log: Arc<EventStore>, body: &[u8]) -> http::Response<Bytes> {
         );
     }
 
-    // Parse each item on its own, so one malformed event fails alone.
-    let mut results: Vec<Option<Value>> = vec![None; batch.events.len()];
-    let mut parsed = Vec::new();
-    let mut positions = Vec::new();
-    for (index, mut item) in batch.events.into_iter().enumerate() {
-        if let Some(object) = item.as_object_mut() {
-            object.insert("tenant".into(), json!(batch.tenant));
-        }
-        match serde_json::from_value::<Event>(item) {
-            Ok(event) => {
+    // Events that parsed go to the log; the others keep their error.
+    let count = batch.events.len();
+    let mut rejected: Vec<(usize, EventError)> = Vec::new();
+    let mut parsed: Vec<Event> = Vec::with_capacity(count);
+    for (index, EventInput(item)) in batch.events.into_iter().enumerate() {
+        match item {
+            Ok(mut event) => {
+                event.tenant.clone_from(&tenant);
                 parsed.push(event);
-                positions.push(index);
             }
-            Err(e) => results[index] = Some(json!({"error": format!("invalid event: {e}")})),
+            Err(error) => rejected.push((index, error)),
         }
     }
-    if !parsed.is_empty() {
-        let appended = tokio::task::spawn_blocking(move || log.append_batch(parsed)).await;
-        let appended = match appended {
+
+    let appended = if parsed.is_empty() {
+        Vec::new()
+    } else {
+        match tokio::task::spawn_blocking(move || log.append_batch(parsed)).await {
             Ok(Ok(items)) => items,
             Ok(Err(e)) => {
-                tracing::error!(error = %e, "event log append failed");
-                return reply(
-                    503,
-                    json!({"error": "the event log is unavailable; nothing was stored"}),
-                );
+                tracing::error!(error = %e, %tenant, "event log append failed");
+                return log_unavailable();
             }
             Err(e) => {
-                tracing::error!(error = %e, "event log task failed");
-                return reply(
-                    503,
-                    json!({"error": "the event log is unavailable; nothing was stored"}),
-                );
+                tracing::error!(error = %e, %tenant, "event log task failed");
+                return log_unavailable();
             }
-        };
-        for (position, item) in positions.into_iter().zip(appended) {
-            results[position] = Some(match item {
-                Ok(a) => {
-                    json!({"offset": a.offset, "event_id": a.event_id, "duplicate": a.duplicate})
-                }
-                Err(e) => json!({"error": e.to_string()}),
-            });
         }
-    }
-    let results: Vec<Value> = results
-        .into_iter()
-        .map(|r| r.unwrap_or(Value::Null))
-        .collect();
-    let accepted = results.iter().filter(|r| r.get("offset").is_some()).count();
+    };
+    append_reply(count, rejected, appended)
+}
+
+fn log_unavailable() -> http::Response<Bytes> {
     reply(
-        200,
-        json!({"accepted": accepted, "rejected": results.len() - accepted, "results": results}),
+        503,
+        json!({"error": "the event log is unavailable; nothing was stored"}),
     )
+}
+
+/// One entry of the append response's `results`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ItemReply {
+    Appended {
+        offset: u64,
+        event_id: String,
+        duplicate: bool,
+    },
+    Rejected {
+        index: usize,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        field: Option<&'static str>,
+        error: String,
+    },
+}
+
+#[derive(Serialize)]
+struct AppendReply {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<ItemReply>,
+}
+
+/// Merges the parse errors, at their batch indexes, with the log's results
+/// for the other events, in order, and serializes the response.
+fn append_reply(
+    count: usize,
+    rejected: Vec<(usize, EventError)>,
+    appended: Vec<ItemResult>,
+) -> http::Response<Bytes> {
+    let mut rejected = rejected.into_iter().peekable();
+    let mut appended = appended.into_iter();
+    let mut results = Vec::with_capacity(count);
+    for index in 0..count {
+        let item = match rejected.next_if(|(at, _)| *at == index) {
+            Some((_, error)) => Err(error),
+            None => appended
+                .next()
+                .expect("the log returns one result per event it was given"),
+        };
+        results.push(match item {
+            Ok(a) => ItemReply::Appended {
+                offset: a.offset,
+                event_id: a.event_id,
+                duplicate: a.duplicate,
+            },
+            Err(error) => ItemReply::Rejected {
+                index,
+                field: error.field(),
+                error: error.to_string(),
+            },
+        });
+    }
+    let accepted = results
+        .iter()
+        .filter(|r| matches!(r, ItemReply::Appended { .. }))
+        .count();
+    let body = AppendReply {
+        accepted,
+        rejected: count - accepted,
+        results,
+    };
+    let bytes = serde_json::to_vec(&body).expect("the reply always serializes");
+    http::Response::builder()
+        .status(200)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Bytes::from(bytes))
+        .expect("static response parts are valid")
 }
 
 async fn read(log: Arc<EventStore>, query: &str) -> http::Response<Bytes> {

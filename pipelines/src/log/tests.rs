@@ -19,9 +19,12 @@ fn offsets(results: &[ItemResult]) -> Vec<u64> {
     results.iter().map(|r| r.as_ref().unwrap().offset).collect()
 }
 
+/// Segments of a few records each, so tests roll over often.
+const SMALL_SEGMENT_BYTES: u64 = 512;
+
 fn small_segments() -> LogOptions {
     LogOptions {
-        segment_max_bytes: 1024,
+        segment_max_bytes: SMALL_SEGMENT_BYTES,
         ..LogOptions::default()
     }
 }
@@ -160,7 +163,10 @@ fn segments_roll_at_size_limit() {
         let size = fs::metadata(segment::segment_path(dir.path(), base))
             .unwrap()
             .len();
-        assert!(size <= 1024, "segment {base} is {size} bytes");
+        assert!(
+            size <= SMALL_SEGMENT_BYTES,
+            "segment {base} is {size} bytes"
+        );
     }
 
     // A read that spans segments returns every offset once, in order.
@@ -252,7 +258,7 @@ fn torn_tail_is_truncated_on_open() {
 
     // Half of a fourth record, as a crash during `write` leaves it.
     let mut frame = Vec::new();
-    record::encode(3, &event("acme", Some("torn")), &mut frame);
+    record::encode(3, &event("acme", Some("torn")), &mut frame).unwrap();
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(&frame[..frame.len() / 2]).unwrap();
     drop(file);
@@ -290,7 +296,7 @@ fn zeroed_tail_is_truncated_on_open() {
 /// segment.
 fn middle_of_record(path: &Path, n: usize) -> usize {
     let bytes = fs::read(path).unwrap();
-    let mut position = 0;
+    let mut position = record::SEGMENT_HEADER_BYTES;
     for _ in 0..n {
         let len = u32::from_le_bytes(bytes[position..position + 4].try_into().unwrap());
         position += record::HEADER_BYTES + len as usize;
@@ -340,7 +346,7 @@ fn flipped_byte_in_closed_segment_fails_open() {
     // The last record of the first segment has no record after it in that
     // file, but the segment is closed, so damage there is still corruption.
     let path = segment::segment_path(dir.path(), 0);
-    let count = segment::scan(dir.path(), 0)
+    let count = segment::scan(dir.path(), 0, |_, _, _| {})
         .unwrap()
         .segment
         .positions
@@ -389,7 +395,7 @@ fn read_only_open_keeps_torn_tail() {
 
     // Half of a fourth record, as a writer in the middle of a batch leaves it.
     let mut frame = Vec::new();
-    record::encode(3, &event("acme", Some("half")), &mut frame);
+    record::encode(3, &event("acme", Some("half")), &mut frame).unwrap();
     let mut file = OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(&frame[..frame.len() / 2]).unwrap();
     drop(file);
@@ -411,4 +417,148 @@ fn read_only_open_of_missing_dir_fails() {
     let missing = dir.path().join("events");
     assert!(EventLog::open_read_only(&missing).is_err());
     assert!(!missing.exists());
+}
+
+/// Writes a version 1 segment, as earlier releases did: no header and JSON
+/// payloads.
+fn write_json_segment(dir: &Path, base: u64, events: &[Event]) {
+    let mut bytes = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let mut event = event.clone();
+        event.received_at = 1_700_000_000_001;
+        record::encode_json(base + i as u64, &event, &mut bytes);
+    }
+    fs::write(segment::segment_path(dir, base), bytes).unwrap();
+}
+
+#[test]
+fn json_segment_reads_and_rolls_on_append() {
+    let dir = tempfile::tempdir().unwrap();
+    write_json_segment(dir.path(), 0, &ids(0..3));
+    let legacy_path = segment::segment_path(dir.path(), 0);
+    let legacy_bytes = fs::read(&legacy_path).unwrap();
+
+    let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    assert_eq!(log.next_offset(), 3);
+    let stored = log.read_from(0, 10).unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[2].event.event_id.as_deref(), Some("e2"));
+
+    let results = log.append_batch(ids(2..4)).unwrap();
+    let appended: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    assert_eq!((appended[0].offset, appended[0].duplicate), (2, true));
+    assert_eq!((appended[1].offset, appended[1].duplicate), (3, false));
+
+    // The old segment is left as written; the new one has a header.
+    assert_eq!(fs::read(&legacy_path).unwrap(), legacy_bytes);
+    let new_bytes = fs::read(segment::segment_path(dir.path(), 3)).unwrap();
+    assert_eq!(&new_bytes[..7], record::SEGMENT_MAGIC);
+    assert_eq!(new_bytes[7], 2);
+    drop(log);
+
+    let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    let read: Vec<_> = log
+        .read_from(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.event.event_id.unwrap())
+        .collect();
+    assert_eq!(read, ["e0", "e1", "e2", "e3"]);
+    let results = log.append_batch(ids(0..1)).unwrap();
+    assert!(results[0].as_ref().unwrap().duplicate);
+}
+
+#[test]
+fn unknown_format_version_fails_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+        log.append_batch(ids(0..2)).unwrap();
+    }
+    let path = segment::segment_path(dir.path(), 0);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[record::SEGMENT_MAGIC.len()] = 9;
+    fs::write(&path, &bytes).unwrap();
+
+    let error = EventLog::open(dir.path(), LogOptions::default())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            error,
+            LogError::UnsupportedFormat {
+                version: Some(9),
+                ..
+            }
+        ),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("format version 9"), "{message}");
+    assert!(message.contains("00000000000000000000.log"), "{message}");
+    // Open must leave the file alone.
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+}
+
+#[test]
+fn torn_segment_header_is_rewritten_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = EventLog::open(dir.path(), small_segments()).unwrap();
+        log.append_batch(ids(0..20)).unwrap();
+    }
+    // A crash right after a roll created the next segment and wrote part of
+    // its header.
+    let path = segment::segment_path(dir.path(), 20);
+    fs::write(&path, &record::SEGMENT_MAGIC[..3]).unwrap();
+
+    let log = EventLog::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(log.next_offset(), 20);
+    assert_eq!(
+        fs::read(&path).unwrap(),
+        Format::CURRENT.segment_header(),
+        "the header is written whole"
+    );
+    let results = log.append_batch(ids(20..21)).unwrap();
+    assert_eq!(results[0].as_ref().unwrap().offset, 20);
+    drop(log);
+
+    let log = EventLog::open(dir.path(), small_segments()).unwrap();
+    assert_eq!(log.read_from(0, 100).unwrap().len(), 21);
+}
+
+#[test]
+fn new_log_segment_starts_with_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    let path = segment::segment_path(dir.path(), 0);
+    assert_eq!(fs::read(&path).unwrap(), Format::CURRENT.segment_header());
+    log.append_batch(ids(0..1)).unwrap();
+    assert_eq!(log.read_from(0, 1).unwrap().len(), 1);
+}
+
+#[test]
+fn duplicate_within_batch_and_oversized_properties() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EventLog::open(dir.path(), LogOptions::default()).unwrap();
+    let mut oversized = event("acme", Some("a"));
+    oversized.properties.insert(
+        "blob".into(),
+        serde_json::Value::String("x".repeat(crate::MAX_PROPERTIES_BYTES)),
+    );
+    let batch = vec![
+        event("acme", Some("a")),
+        oversized,
+        event("acme", Some("b")),
+    ];
+    let results = log.append_batch(batch).unwrap();
+    assert_eq!(results[0].as_ref().unwrap().offset, 0);
+    assert!(matches!(
+        results[1],
+        Err(EventError::PropertiesTooLarge { .. })
+    ));
+    assert_eq!(results[2].as_ref().unwrap().offset, 1);
+    let stored = log.read_from(0, 10).unwrap();
+    assert_eq!(stored.len(), 2);
+    assert_eq!(stored[1].event.event_id.as_deref(), Some("b"));
 }
