@@ -433,6 +433,7 @@ async fn events_and_pipelines_run_on_fluvio() {
     )
     .await;
     assert_eq!(again["results"][0]["duplicate"], true, "{again}");
+}
 
 #[tokio::test]
 async fn item_errors_name_index_and_field() {
