@@ -80,6 +80,11 @@ pub enum EventError {
     ControlCharacter { field: &'static str },
     #[error("field `occurred_at` is {0}, but it must be Unix milliseconds at or after 0")]
     NegativeTime(i64),
+    #[error(
+        "field `occurred_at` is {0}, more than a day after the server's clock; send Unix \
+         milliseconds (not microseconds) of when the event happened"
+    )]
+    InFuture(i64),
     #[error("field `properties` is {len} bytes as JSON, over the maximum of {max}")]
     PropertiesTooLarge { len: usize, max: usize },
     #[error(
@@ -113,11 +118,26 @@ impl EventError {
             | EventError::Missing { field }
             | EventError::InvalidType { field, .. }
             | EventError::DuplicateField { field } => Some(field),
-            EventError::NegativeTime(_) => Some("occurred_at"),
+            EventError::NegativeTime(_) | EventError::InFuture(_) => Some("occurred_at"),
             EventError::PropertiesTooLarge { .. } => Some("properties"),
             EventError::UnknownType(_) => Some("type"),
             EventError::NotAnObject { .. } => None,
         }
+    }
+}
+
+/// How far past the server's clock an event's `occurred_at` may be, for
+/// clock skew: 1 day. Later times are refused, because they would move the
+/// tenant's pipeline watermarks ahead and make every real event late.
+pub const MAX_FUTURE_MS: i64 = 86_400_000;
+
+impl Event {
+    /// Refuses an `occurred_at` more than [`MAX_FUTURE_MS`] after `now_ms`.
+    pub fn check_not_future(&self, now_ms: i64) -> Result<(), EventError> {
+        if self.occurred_at > now_ms.saturating_add(MAX_FUTURE_MS) {
+            return Err(EventError::InFuture(self.occurred_at));
+        }
+        Ok(())
     }
 }
 

@@ -28,8 +28,8 @@ mod stream;
 
 pub use error::LogError;
 pub use event::{
-    Event, EventError, EventType, MAX_FIELD_BYTES, MAX_ID_BYTES, MAX_PROPERTIES_BYTES,
-    random_event_id,
+    Event, EventError, EventType, MAX_FIELD_BYTES, MAX_FUTURE_MS, MAX_ID_BYTES,
+    MAX_PROPERTIES_BYTES, random_event_id,
 };
 pub use input::EventInput;
 pub use log::{EventLog, LogOptions};

@@ -445,11 +445,13 @@ async fn item_errors_name_index_and_field() {
         "not an event",
         {"type": "open", "occurred_at": 1, "campaign": ""},
         {"type": "open", "occurred_at": 1, "properties": [1]},
+        // Microseconds, a common unit mistake, land far in the future.
+        {"type": "open", "occurred_at": 1_733_300_000_000_000_i64},
     ]);
     let (status, body) = post(&host, &account.access, batch).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 1, "{body}");
-    assert_eq!(body["rejected"], 4, "{body}");
+    assert_eq!(body["rejected"], 5, "{body}");
     let results = body["results"].as_array().unwrap();
     assert!(results[0]["offset"].is_u64(), "{body}");
 
@@ -458,6 +460,7 @@ async fn item_errors_name_index_and_field() {
         (2, None, "must be a JSON object"),
         (3, Some("campaign"), "is empty"),
         (4, Some("properties"), "must be an object"),
+        (5, Some("occurred_at"), "more than a day after the server's clock"),
     ];
     for (index, field, message) in expected {
         let item = &results[index];

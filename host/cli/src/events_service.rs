@@ -91,8 +91,12 @@ async fn append(log: Arc<EventStore>, query: &str, body: &[u8]) -> http::Respons
     let count = batch.events.len();
     let mut rejected: Vec<(usize, EventError)> = Vec::new();
     let mut parsed: Vec<Event> = Vec::with_capacity(count);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     for (index, EventInput(item)) in batch.events.into_iter().enumerate() {
-        match item {
+        match item.and_then(|event| event.check_not_future(now_ms).map(|()| event)) {
             Ok(mut event) => {
                 event.tenant.clone_from(&tenant);
                 parsed.push(event);
