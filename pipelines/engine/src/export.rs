@@ -147,22 +147,119 @@ pub fn export_arroyo(name: &str, sql: &str, target: &ArroyoTarget) -> Result<Str
         "    'json.timestamp_format' = 'unix_millis'".to_string(),
     ]);
 
-    let mut out = String::with_capacity(sql.len() + 512);
-    out.push_str(&format!(
-        "-- Pipeline `{name}` exported for Arroyo: the source reads copycar events as\n-- JSON records from the Fluvio topic `{}`.\n",
-        target.topic
-    ));
-    out.push_str(&sql[..statement_at]);
-    out.push_str(&format!(
-        "-- Options of the embedded engine left out (Arroyo has no table option for\n-- them): {}.\n",
-        dropped.join(", ")
-    ));
-    out.push_str(&sql[statement_at..with_at]);
-    out.push_str("WITH (\n");
-    out.push_str(&options.join(",\n"));
-    out.push_str("\n)");
-    out.push_str(&sql[end_at..]);
+    // Edits as (start, end, replacement) byte ranges of `sql`.
+    let mut edits: Vec<(usize, usize, String)> = vec![
+        (
+            0,
+            0,
+            format!(
+                "-- Pipeline `{name}` exported for Arroyo: the source reads copycar events as\n-- JSON records from the Fluvio topic `{}`, and every query groups by tenant.\n",
+                target.topic
+            ),
+        ),
+        (
+            statement_at,
+            statement_at,
+            format!(
+                "-- Options of the embedded engine left out (Arroyo has no table option for\n-- them): {}.\n",
+                dropped.join(", ")
+            ),
+        ),
+        (
+            with_at,
+            end_at,
+            format!("WITH (\n{}\n)", options.join(",\n")),
+        ),
+    ];
+    for offset in tenant_insertions(&significant) {
+        let at = lines.offset(offset);
+        edits.push((at, at, " tenant,".to_string()));
+    }
+    edits.sort_by_key(|e| (e.0, e.1));
+    let mut out = String::with_capacity(sql.len() + 1024);
+    let mut copied = 0;
+    for (start, end, text) in edits {
+        out.push_str(&sql[copied..start]);
+        out.push_str(&text);
+        copied = end;
+    }
+    out.push_str(&sql[copied..]);
     Ok(out)
+}
+
+/// Where to add `tenant` so each aggregation keeps tenants apart, as the
+/// embedded engine does by itself: after the first top-level SELECT and
+/// after GROUP BY of every INSERT and bare SELECT statement, unless its
+/// GROUP BY already names `tenant`.
+fn tenant_insertions(significant: &[&TokenWithSpan]) -> Vec<Location> {
+    let mut found = Vec::new();
+    let mut statements: Vec<&[&TokenWithSpan]> = Vec::new();
+    let mut depth = 0usize;
+    let mut start = 0;
+    for (i, token) in significant.iter().enumerate() {
+        match token.token {
+            Token::LParen => depth += 1,
+            Token::RParen => depth = depth.saturating_sub(1),
+            Token::SemiColon if depth == 0 => {
+                statements.push(&significant[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    statements.push(&significant[start..]);
+
+    for statement in statements {
+        let Some(first) = statement.first() else {
+            continue;
+        };
+        if !is_word(&first.token, "INSERT") && !is_word(&first.token, "SELECT") {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut select = None;
+        let mut group_by = None;
+        let mut grouped_by_tenant = false;
+        let mut in_group_by = false;
+        for (i, token) in statement.iter().enumerate() {
+            match &token.token {
+                Token::LParen => depth += 1,
+                Token::RParen => depth = depth.saturating_sub(1),
+                t if depth == 0 && select.is_none() && is_word(t, "SELECT") => {
+                    select = Some(token.span.end);
+                }
+                t if depth == 0
+                    && is_word(t, "BY")
+                    && i > 0
+                    && is_word(&statement[i - 1].token, "GROUP") =>
+                {
+                    group_by = Some(token.span.end);
+                    in_group_by = true;
+                }
+                t if depth == 0
+                    && in_group_by
+                    && ["HAVING", "ORDER", "LIMIT", "WINDOW"]
+                        .iter()
+                        .any(|k| is_word(t, k)) =>
+                {
+                    in_group_by = false;
+                }
+                Token::Word(w)
+                    if depth == 0 && in_group_by && w.value.eq_ignore_ascii_case("tenant") =>
+                {
+                    grouped_by_tenant = true;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(select), Some(group_by)) = (select, group_by)
+            && !grouped_by_tenant
+        {
+            found.push(select);
+            found.push(group_by);
+        }
+    }
+    found
 }
 
 fn is_word(token: &Token, keyword: &str) -> bool {
@@ -239,7 +336,14 @@ FROM events GROUP BY window, campaign;
         // The rest is untouched: the watermark, the sink, the query.
         assert!(out.contains("WATERMARK FOR occurred_at AS occurred_at - INTERVAL '30 seconds'"));
         assert!(out.contains("CREATE TABLE out WITH (connector = 'preview', type = 'sink');"));
-        assert!(out.ends_with("FROM events GROUP BY window, campaign;\n"));
+        assert!(
+            out.ends_with("FROM events GROUP BY tenant, window, campaign;\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("INSERT INTO out SELECT tenant, tumble(INTERVAL '1 minute')"),
+            "{out}"
+        );
         // The result still parses as a pipeline.
         let spec = parse_pipeline("per_minute", &out).unwrap();
         assert_eq!(
@@ -248,6 +352,16 @@ FROM events GROUP BY window, campaign;
                 topic: "copycar-events".into()
             }
         );
+    }
+
+    #[test]
+    fn queries_grouped_by_tenant_are_left_alone() {
+        let sql = PIPELINE.replace(
+            "GROUP BY window, campaign",
+            "GROUP BY tenant, window, campaign",
+        );
+        let out = export_arroyo("per_minute", &sql, &target()).unwrap();
+        assert_eq!(out.matches("tenant,").count(), 1, "{out}");
     }
 
     #[test]
