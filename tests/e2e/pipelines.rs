@@ -704,20 +704,34 @@ async fn long_operator_chains_are_refused_and_the_host_stays_up() {
     let host = Host::start_with(&app_manifest(), app_options());
     let a = register(&host, "chains@theta.example", "Theta").await;
 
-    // DataFusion plans such chains by recursion; past the limit they are
-    // refused before planning, at the limit they run.
+    // DataFusion plans nested expressions by recursion; past the limit
+    // they are refused before planning, below it they run.
     let sum = |n: usize| format!("count(1){}", "+1".repeat(n));
     let (status, body) = call(
         &host,
         "POST",
         "/api/v1/sql",
         &a.access,
-        Some(json!({"sql": format!("SELECT {} AS n FROM events", sum(400))})),
+        Some(json!({"sql": format!("SELECT {} AS n FROM events", sum(200))})),
     )
     .await;
     assert_eq!(status, 200, "{body}");
     // The count is of the compacted history, so 0 or more.
-    assert!(body["rows"][0][0].as_i64().unwrap() >= 400, "{body}");
+    assert!(body["rows"][0][0].as_i64().unwrap() >= 200, "{body}");
+    for deep in [
+        format!("SELECT (true{}) AS x FROM events", " IS TRUE".repeat(5000)),
+        format!("SELECT 1{} AS x FROM events", "::BIGINT".repeat(3000)),
+    ] {
+        let (status, body) = call(
+            &host,
+            "POST",
+            "/api/v1/sql",
+            &a.access,
+            Some(json!({"sql": deep})),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+    }
     let (status, body) = call(
         &host,
         "POST",
@@ -728,7 +742,7 @@ async fn long_operator_chains_are_refused_and_the_host_stays_up() {
     .await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["error"].as_str().unwrap().contains("operators"),
+        body["error"].as_str().unwrap().contains("levels deep"),
         "{body}"
     );
 
@@ -762,4 +776,43 @@ async fn second_host_on_a_data_directory_is_refused() {
         logs.contains("is in use by another copycar process"),
         "{logs}"
     );
+}
+
+#[tokio::test]
+async fn open_streams_are_limited_per_tenant() {
+    let mut options = app_options();
+    options
+        .env
+        .push(("SPIN_VARIABLE_PIPELINE_STREAM_SECS".into(), "4".into()));
+    let host = Host::start_with(&app_manifest(), options);
+    let a = register(&host, "streams@iota.example", "Iota").await;
+    let b = register(&host, "streams@kappa.example", "Kappa").await;
+    let url = host.url("/api/v1/pipelines/campaign_hourly/stream");
+    let open = |token: String| {
+        let url = url.clone();
+        async move { client().get(&url).bearer_auth(token).send().await.unwrap() }
+    };
+
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let response = open(a.access.clone()).await;
+        assert_eq!(response.status(), 200);
+        held.push(response);
+    }
+    let refused = open(a.access.clone()).await;
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("result streams"),
+        "{body}"
+    );
+    // Another tenant is not affected.
+    assert_eq!(open(b.access.clone()).await.status(), 200);
+
+    // Streams that end give their place back.
+    for mut response in held {
+        while let Ok(Some(_)) = response.chunk().await {}
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(open(a.access.clone()).await.status(), 200);
 }

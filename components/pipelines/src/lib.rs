@@ -346,6 +346,8 @@ struct Stream {
     after: u64,
     /// The opening snapshot, unless the client resumes.
     first: Option<Value>,
+    /// The host's lease on a place for this stream.
+    lease: String,
 }
 
 async fn open_stream(request: &Request, name: &str) -> Result<Stream, ApiError> {
@@ -357,6 +359,55 @@ async fn open_stream(request: &Request, name: &str) -> Result<Stream, ApiError> 
         .into_iter()
         .find(|(k, _)| k == "output")
         .map(|(_, v)| v);
+    // A place among the host's open streams; refused when the tenant or the
+    // host has too many.
+    let (status, reply) = SERVICE
+        .call(
+            Method::Post,
+            &format!("/v1/pipelines/{name}/streams?tenant={tenant}"),
+            vec![],
+        )
+        .await?;
+    if status != 200 {
+        let message = reply["error"]
+            .as_str()
+            .unwrap_or("the pipeline service failed");
+        return Err(ApiError::new(status, message.to_string()));
+    }
+    let lease = reply["lease"].as_str().unwrap_or_default().to_string();
+    let opened = open_position(request, name, &tenant, &query).await;
+    if opened.is_err() {
+        release(name, &tenant, &lease).await;
+    }
+    let (epoch, after, first) = opened?;
+    Ok(Stream {
+        name: name.to_string(),
+        tenant,
+        query,
+        output,
+        epoch,
+        after,
+        first,
+        lease,
+    })
+}
+
+/// Gives a lease back so its place frees at once.
+async fn release(name: &str, tenant: &str, lease: &str) {
+    let path = format!("/v1/pipelines/{name}/streams/{lease}?tenant={tenant}");
+    if let Err(e) = SERVICE.call(Method::Delete, &path, vec![]).await {
+        eprintln!("pipelines: releasing a stream lease failed: {}", e.message);
+    }
+}
+
+/// The stream's starting point: the client's `Last-Event-ID`, or a new
+/// snapshot.
+async fn open_position(
+    request: &Request,
+    name: &str,
+    tenant: &str,
+    query: &str,
+) -> Result<(String, u64, Option<Value>), ApiError> {
     match last_event_id(request) {
         Some((epoch, after)) => {
             let (status, reply) = SERVICE
@@ -372,27 +423,13 @@ async fn open_stream(request: &Request, name: &str) -> Result<Stream, ApiError> 
                     .unwrap_or("the pipeline service failed");
                 return Err(ApiError::new(status, message.to_string()));
             }
-            Ok(Stream {
-                name: name.to_string(),
-                tenant,
-                query,
-                output,
-                epoch,
-                after,
-                first: None,
-            })
+            Ok((epoch, after, None))
         }
         None => {
-            let snap = snapshot(name, &tenant, &query).await?;
-            Ok(Stream {
-                name: name.to_string(),
-                tenant,
-                query,
-                output,
-                epoch: snap["epoch"].as_str().unwrap_or_default().to_string(),
-                after: snap["seq"].as_u64().unwrap_or(0),
-                first: Some(snap),
-            })
+            let snap = snapshot(name, tenant, query).await?;
+            let epoch = snap["epoch"].as_str().unwrap_or_default().to_string();
+            let after = snap["seq"].as_u64().unwrap_or(0);
+            Ok((epoch, after, Some(snap)))
         }
     }
 }
@@ -406,9 +443,15 @@ fn snapshot_event(epoch: &str, seq: u64, snap: &Value) -> Vec<u8> {
 }
 
 impl Stream {
+    /// Sends the stream, then gives its lease back.
+    async fn run(mut self, out: ResponseOutparam) {
+        self.send_until_done(out).await;
+        release(&self.name, &self.tenant, &self.lease).await;
+    }
+
     /// Sends the stream until its time is up or the client leaves. Errors
     /// from here on end the stream, since the status is already sent.
-    async fn run(mut self, out: ResponseOutparam) {
+    async fn send_until_done(&mut self, out: ResponseOutparam) {
         let started = Instant::now();
         let length = stream_duration();
         let headers = match Fields::from_list(&[
@@ -465,8 +508,8 @@ impl Stream {
         let wait = (left.as_millis() as u64).min(POLL_MS);
         let (name, tenant) = (&self.name, &self.tenant);
         let path = format!(
-            "/v1/pipelines/{name}/updates?tenant={tenant}&after={}&epoch={}&wait_ms={wait}",
-            self.after, self.epoch
+            "/v1/pipelines/{name}/updates?tenant={tenant}&after={}&epoch={}&wait_ms={wait}&lease={}",
+            self.after, self.epoch, self.lease
         );
         let (status, reply) = match SERVICE.call(Method::Get, &path, vec![]).await {
             Ok(answer) => answer,

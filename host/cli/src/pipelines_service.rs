@@ -230,7 +230,18 @@ struct Inner {
     root: PathBuf,
     entries: AsyncMutex<BTreeMap<Key, Entry>>,
     options: RunOptions,
+    /// Open result streams: lease id to (tenant, expiry).
+    streams: Mutex<HashMap<String, (String, Instant)>>,
 }
+
+/// Result streams one tenant may hold open at once.
+const MAX_STREAMS_PER_TENANT: usize = 8;
+/// Result streams open at once over all tenants. Each holds a component
+/// instance, so this keeps streams from taking every instance.
+const MAX_STREAMS: usize = 64;
+/// A stream lease lapses when no poll renews it for this long, so a stream
+/// whose instance was stopped frees its place.
+const STREAM_LEASE: Duration = Duration::from_secs(30);
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -251,6 +262,7 @@ impl PipelinesService {
             log,
             root,
             entries: AsyncMutex::new(BTreeMap::new()),
+            streams: Mutex::new(HashMap::new()),
             options: RunOptions::default(),
         });
         std::fs::create_dir_all(inner.custom_dir()).map_err(|e| {
@@ -623,11 +635,15 @@ impl InternalService for PipelinesService {
                 ("POST", [name, "resume"]) => inner.resume(&tenant, name).await,
                 ("GET", [name, "results"]) => inner.results(&tenant, name, &query).await,
                 ("GET", [name, "updates"]) => inner.updates(&tenant, name, &query).await,
-                (_, [] | [_] | [_, "pause" | "resume" | "results" | "updates"]) => error(
-                    405,
-                    "method_not_allowed",
-                    format!("method {method} is not allowed on {path}"),
-                ),
+                ("POST", [name, "streams"]) => inner.open_stream(&tenant, name).await,
+                ("DELETE", [_, "streams", lease]) => inner.close_stream(&tenant, lease),
+                (_, [] | [_] | [_, "pause" | "resume" | "results" | "updates" | "streams"]) => {
+                    error(
+                        405,
+                        "method_not_allowed",
+                        format!("method {method} is not allowed on {path}"),
+                    )
+                }
                 _ => error(404, "not_found", format!("no endpoint {path}")),
             }
         })
@@ -977,6 +993,73 @@ impl Inner {
         )
     }
 
+    /// Leases a place for a result stream of `name`, within the limits per
+    /// tenant and overall.
+    async fn open_stream(&self, tenant: &str, name: &str) -> http::Response<Bytes> {
+        {
+            let entries = self.entries.lock().await;
+            if Self::find_key(&entries, tenant, name).is_none() {
+                return Self::not_found(name);
+            }
+        }
+        let mut streams = self.streams.lock().expect("streams lock");
+        let now = Instant::now();
+        streams.retain(|_, (_, expires)| *expires > now);
+        let own = streams.values().filter(|(t, _)| t == tenant).count();
+        if own >= MAX_STREAMS_PER_TENANT {
+            tracing::info!(
+                tenant,
+                pipeline = name,
+                "refused a result stream: tenant limit"
+            );
+            return error(
+                429,
+                "too_many_streams",
+                format!(
+                    "a tenant may have {MAX_STREAMS_PER_TENANT} result streams open; close one first"
+                ),
+            );
+        }
+        if streams.len() >= MAX_STREAMS {
+            tracing::warn!(
+                tenant,
+                pipeline = name,
+                "refused a result stream: host limit"
+            );
+            return error(
+                503,
+                "busy",
+                format!("{MAX_STREAMS} result streams are open on this host; try again later"),
+            );
+        }
+        let mut bytes = [0u8; 12];
+        getrandom::fill(&mut bytes).expect("the OS random source is available");
+        let lease: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        streams.insert(lease.clone(), (tenant.to_string(), now + STREAM_LEASE));
+        reply(200, json!({"lease": lease}))
+    }
+
+    fn close_stream(&self, tenant: &str, lease: &str) -> http::Response<Bytes> {
+        let mut streams = self.streams.lock().expect("streams lock");
+        match streams.get(lease) {
+            Some((owner, _)) if owner == tenant => {
+                streams.remove(lease);
+                reply(200, json!({"closed": lease}))
+            }
+            _ => error(404, "not_found", "no such stream lease"),
+        }
+    }
+
+    /// Renews a stream lease on each poll.
+    fn renew_stream(&self, tenant: &str, lease: &str) {
+        let mut streams = self.streams.lock().expect("streams lock");
+        if let Some((owner, expires)) = streams.get_mut(lease)
+            && owner == tenant
+        {
+            *expires = Instant::now() + STREAM_LEASE;
+        }
+    }
+
     async fn updates(
         &self,
         tenant: &str,
@@ -1010,6 +1093,9 @@ impl Inner {
             };
             entries[&key].feed.clone()
         };
+        if let Some(lease) = query.get("lease") {
+            self.renew_stream(tenant, lease);
+        }
         let epoch_matches = query.get("epoch").is_none_or(|e| *e == feed.epoch);
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         let mut wake = feed.wake.subscribe();

@@ -66,7 +66,7 @@ pub(crate) fn run(args: UpArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // DataFusion plans and optimises by recursion. The SQL services
-        // bound expression size (copycar_history::MAX_OPERATORS), and the
+        // bound expression depth (copycar_history::MAX_EXPRESSION_DEPTH), and the
         // larger stack leaves a wide margin below an abort.
         .thread_stack_size(16 << 20)
         .build()?

@@ -22,7 +22,12 @@ pub const DEFAULT_ALLOWED_LATENESS_MS: i64 = 0;
 /// longer change: 30 days.
 pub const DEFAULT_RESULT_RETENTION_MS: i64 = 30 * 86_400_000;
 /// Default limit of open windows per tenant and output.
-pub const DEFAULT_MAX_OPEN_WINDOWS: usize = 100_000;
+pub const DEFAULT_MAX_OPEN_WINDOWS: usize = 50_000;
+/// Highest `max_open_windows` a source may set.
+pub const MAX_OPEN_WINDOWS_LIMIT: usize = 100_000;
+/// Most INSERT or SELECT queries in one pipeline: each output keeps its own
+/// window state per tenant.
+pub const MAX_OUTPUTS: usize = 8;
 /// Default idle time after which the watermark advances with the wall clock.
 pub const DEFAULT_IDLE_TIMEOUT_MS: i64 = 5_000;
 
@@ -135,9 +140,9 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
     let tokens = Tokenizer::new(&dialect, sql)
         .tokenize_with_location()
         .map_err(|e| SqlError::at(e.location.line, e.location.column, e.message))?;
-    copycar_history::check_operator_count(sql)
-        .map_err(|(at, message)| SqlError::at(at.line, at.column, message))?;
     let (text, watermarks) = cut_watermarks(sql, &tokens)?;
+    copycar_history::check_expression_depth(&text)
+        .map_err(|(at, message)| SqlError::at(at.line, at.column, message))?;
 
     let mut statements = Parser::new(&dialect)
         .try_with_sql(&text)
@@ -247,7 +252,15 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
                 let Some(source_spec) = &source else {
                     return Err(no_source(statement_span(statement)));
                 };
-                let sink = format!("output_{}", outputs.len() + 1);
+                // Bare queries are named output_N, skipping names in use.
+                let mut n = outputs.len() + 1;
+                let sink = loop {
+                    let name = format!("output_{n}");
+                    if !sinks.contains(&name) && !outputs.iter().any(|o| o.sink == name) {
+                        break name;
+                    }
+                    n += 1;
+                };
                 outputs.push(plan::plan_output(&sink, query, source_spec)?);
             }
             other => {
@@ -262,6 +275,17 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
     let Some(source) = source else {
         return Err(no_source(Span::empty()));
     };
+    if outputs.len() > MAX_OUTPUTS {
+        let (line, column) = end_position(sql);
+        return Err(SqlError::at(
+            line,
+            column,
+            format!(
+                "the pipeline has {} queries, over the most of {MAX_OUTPUTS}; split it into several pipelines",
+                outputs.len()
+            ),
+        ));
+    }
     if outputs.is_empty() {
         let (line, column) = end_position(sql);
         return Err(SqlError::at(
@@ -501,12 +525,12 @@ fn source_spec(
                     .value
                     .parse::<usize>()
                     .ok()
-                    .filter(|n| (1..=DEFAULT_MAX_OPEN_WINDOWS).contains(n))
+                    .filter(|n| (1..=MAX_OPEN_WINDOWS_LIMIT).contains(n))
                     .ok_or_else(|| {
                         SqlError::at_span(
                             option.span,
                             format!(
-                                "max_open_windows `{}` must be a whole number from 1 to {DEFAULT_MAX_OPEN_WINDOWS}",
+                                "max_open_windows `{}` must be a whole number from 1 to {MAX_OPEN_WINDOWS_LIMIT}",
                                 option.value
                             ),
                         )

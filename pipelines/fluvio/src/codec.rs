@@ -245,10 +245,10 @@ mod tests {
     #[test]
     fn corrupt_value_is_rejected() {
         let cases: [&[u8]; 4] = [
-            b"\x01not json",
-            b"\x01{\"tenant\":\"acme\"}",
-            b"\x01{\"tenant\":\"acme\",\"type\":\"nope\",\"occurred_at\":1}",
-            b"\x01\xff\xfe",
+            b"{not json}",
+            b"{\"tenant\":\"acme\"}",
+            b"{\"tenant\":\"acme\",\"type\":\"nope\",\"occurred_at\":1}",
+            b"{\xff\xfe}",
         ];
         for value in cases {
             let error = decode_value(value).unwrap_err();

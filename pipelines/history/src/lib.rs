@@ -26,7 +26,7 @@ mod schema;
 
 pub use compactor::{CompactionReport, CompactorOptions, History};
 pub use error::{HistoryError, QueryError, SqlPosition};
-pub use guard::{MAX_OPERATORS, MAX_SQL_BYTES, check_operator_count};
+pub use guard::{MAX_EXPRESSION_DEPTH, MAX_SQL_BYTES, check_expression_depth};
 pub use query::{Column, QueryLimits, QueryOutput, TABLE_NAME};
 pub use schema::event_schema;
 
