@@ -41,7 +41,7 @@ const SERVICE: Service = Service {
 
 /// Largest pipeline SQL, in bytes.
 const MAX_SQL_BYTES: usize = 64 * 1024;
-/// Longest one long poll to the service waits, in milliseconds.
+/// Maximum wait of one long poll to the service, in milliseconds.
 const POLL_MS: u64 = 10_000;
 /// Stream length when the variable is unset, in seconds.
 const DEFAULT_STREAM_SECS: u64 = 25;
@@ -53,7 +53,7 @@ async fn handle(request: Request, out: ResponseOutparam) {
     if *request.method() == Method::Get && matches!(segments.as_slice(), [_, "stream"]) {
         match open_stream(&request, segments[0]).await {
             Ok(stream) => stream.run(out).await,
-            // Nothing was sent yet: answer with the error.
+            // Nothing was sent yet, so the error becomes the response.
             Err(error) => send(out, finish("pipelines", &request, Err(error))).await,
         }
         return;
@@ -62,7 +62,8 @@ async fn handle(request: Request, out: ResponseOutparam) {
     send(out, finish("pipelines", &request, result)).await;
 }
 
-/// The part of the path after `/api/v1/pipelines`, without a trailing `/`.
+/// Returns the part of the path after `/api/v1/pipelines`, without a
+/// trailing `/`.
 fn path_of(request: &Request) -> String {
     header(request, "spin-path-info")
         .unwrap_or("")
@@ -216,7 +217,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// The request's query parameters, percent-decoded.
+/// Returns the request's query parameters, percent-decoded.
 fn query_pairs(request: &Request) -> Result<Vec<(String, String)>, ApiError> {
     let query = request
         .path_and_query()
@@ -294,7 +295,7 @@ fn encode(text: &str) -> String {
     out
 }
 
-/// A reconnecting client's position: `<epoch>:<seq>`.
+/// Reads a reconnecting client's position, `<epoch>:<seq>`.
 fn last_event_id(request: &Request) -> Option<(String, u64)> {
     let text = header(request, "last-event-id")?;
     let (epoch, seq) = text.trim().split_once(':')?;
@@ -312,7 +313,7 @@ fn stream_duration() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// One server-sent event.
+/// Formats one server-sent event.
 fn event(kind: &str, id: &str, data: &Value) -> Vec<u8> {
     format!("event: {kind}\nid: {id}\ndata: {data}\n\n").into_bytes()
 }
@@ -400,8 +401,8 @@ async fn release(name: &str, tenant: &str, lease: &str) {
     }
 }
 
-/// The stream's starting point: the client's `Last-Event-ID`, or a new
-/// snapshot.
+/// Finds the stream's starting point: the client's `Last-Event-ID`, or a
+/// new snapshot.
 async fn open_position(
     request: &Request,
     name: &str,

@@ -76,8 +76,8 @@ impl EventStore {
         }
     }
 
-    /// The next offset to be written: the number of events the log has
-    /// ever held.
+    /// Returns the next offset to be written: the number of events the log
+    /// has ever held.
     pub fn next_offset(&self) -> Result<u64, StoreError> {
         match self {
             EventStore::Embedded(log) => Ok(log.next_offset()),
