@@ -318,14 +318,10 @@ fn event(kind: &str, id: &str, data: &Value) -> Vec<u8> {
     format!("event: {kind}\nid: {id}\ndata: {data}\n\n").into_bytes()
 }
 
-async fn snapshot(name: &str, tenant: &str, query: &str) -> Result<Value, ApiError> {
-    let (status, reply) = SERVICE
-        .call(
-            Method::Get,
-            &format!("/v1/pipelines/{name}/results?tenant={tenant}{query}"),
-            vec![],
-        )
-        .await?;
+/// Calls the service without a body and turns any status but 200 into an
+/// error with the service's message.
+async fn call_ok(method: Method, path: &str) -> Result<Value, ApiError> {
+    let (status, reply) = SERVICE.call(method, path, vec![]).await?;
     if status != 200 {
         let message = reply["error"]
             .as_str()
@@ -333,6 +329,14 @@ async fn snapshot(name: &str, tenant: &str, query: &str) -> Result<Value, ApiErr
         return Err(ApiError::new(status, message.to_string()));
     }
     Ok(reply)
+}
+
+async fn snapshot(name: &str, tenant: &str, query: &str) -> Result<Value, ApiError> {
+    call_ok(
+        Method::Get,
+        &format!("/v1/pipelines/{name}/results?tenant={tenant}{query}"),
+    )
+    .await
 }
 
 /// A stream that passed its checks: the pipeline exists and the caller
@@ -362,19 +366,11 @@ async fn open_stream(request: &Request, name: &str) -> Result<Stream, ApiError> 
         .map(|(_, v)| v);
     // A place among the host's open streams; refused when the tenant or the
     // host has too many.
-    let (status, reply) = SERVICE
-        .call(
-            Method::Post,
-            &format!("/v1/pipelines/{name}/streams?tenant={tenant}"),
-            vec![],
-        )
-        .await?;
-    if status != 200 {
-        let message = reply["error"]
-            .as_str()
-            .unwrap_or("the pipeline service failed");
-        return Err(ApiError::new(status, message.to_string()));
-    }
+    let reply = call_ok(
+        Method::Post,
+        &format!("/v1/pipelines/{name}/streams?tenant={tenant}"),
+    )
+    .await?;
     let lease = reply["lease"].as_str().unwrap_or_default().to_string();
     let opened = open_position(request, name, &tenant, &query).await;
     if opened.is_err() {
@@ -411,19 +407,12 @@ async fn open_position(
 ) -> Result<(String, u64, Option<Value>), ApiError> {
     match last_event_id(request) {
         Some((epoch, after)) => {
-            let (status, reply) = SERVICE
-                .call(
-                    Method::Get,
-                    &format!("/v1/pipelines/{name}?tenant={tenant}"),
-                    vec![],
-                )
-                .await?;
-            if status != 200 {
-                let message = reply["error"]
-                    .as_str()
-                    .unwrap_or("the pipeline service failed");
-                return Err(ApiError::new(status, message.to_string()));
-            }
+            // The pipeline must still exist.
+            call_ok(
+                Method::Get,
+                &format!("/v1/pipelines/{name}?tenant={tenant}"),
+            )
+            .await?;
             Ok((epoch, after, None))
         }
         None => {
