@@ -6,8 +6,8 @@
 //! the topic, optionally the cluster endpoint, reading from the earliest
 //! offset, JSON records with Unix-millisecond timestamps. Options of the
 //! embedded engine that Arroyo does not know (`allowed_lateness`,
-//! `idle_timeout`, `result_retention`) are listed in a comment above the
-//! statement.
+//! `idle_timeout`, `result_retention`, `max_open_windows`,
+//! `max_result_rows`) are listed in a comment above the statement.
 
 use crate::error::SqlError;
 use crate::parse::{normalize, parse_pipeline};
@@ -132,6 +132,7 @@ pub fn export_arroyo(name: &str, sql: &str, target: &ArroyoTarget) -> Result<Str
         spec.source.result_retention_ms
     ));
     dropped.push(format!("max_open_windows {}", spec.source.max_open_windows));
+    dropped.push(format!("max_result_rows {}", spec.source.max_result_rows));
 
     let mut options = vec![
         "    connector = 'fluvio'".to_string(),

@@ -25,6 +25,10 @@ pub const DEFAULT_RESULT_RETENTION_MS: i64 = 30 * 86_400_000;
 pub const DEFAULT_MAX_OPEN_WINDOWS: usize = 50_000;
 /// Highest `max_open_windows` a source may set.
 pub const MAX_OPEN_WINDOWS_LIMIT: usize = 100_000;
+/// Default limit of live result rows per tenant and output.
+pub const DEFAULT_MAX_RESULT_ROWS: usize = 100_000;
+/// Highest `max_result_rows` a source may set.
+pub const MAX_RESULT_ROWS_LIMIT: usize = 1_000_000;
 /// Most INSERT or SELECT queries in one pipeline: each output keeps its own
 /// window state per tenant.
 pub const MAX_OUTPUTS: usize = 8;
@@ -45,6 +49,18 @@ impl PipelineSpec {
     /// The sink tables the pipeline writes, in file order.
     pub fn sinks(&self) -> Vec<String> {
         self.outputs.iter().map(|o| o.sink.clone()).collect()
+    }
+
+    /// Returns the maximum number of windows and live rows one tenant can
+    /// keep in this pipeline, over all its outputs. An open window always
+    /// has a row, and closed rows are trimmed to `max_result_rows`, so per
+    /// output that is the larger of the two limits.
+    pub fn window_capacity(&self) -> usize {
+        let per_output = self
+            .source
+            .max_open_windows
+            .max(self.source.max_result_rows);
+        self.outputs.len() * per_output
     }
 }
 
@@ -73,6 +89,10 @@ pub struct SourceSpec {
     /// Most open windows per tenant and output; rows that would open more
     /// are refused and counted.
     pub max_open_windows: usize,
+    /// Maximum live result rows per tenant and output. Past it, the rows of
+    /// closed windows leave the live results oldest first, before their
+    /// retention ends.
+    pub max_result_rows: usize,
 }
 
 /// A column of the event source, one per [`copycar_events::Event`] field.
@@ -465,6 +485,7 @@ fn source_spec(
     let mut idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_MS;
     let mut result_retention_ms = DEFAULT_RESULT_RETENTION_MS;
     let mut max_open_windows = DEFAULT_MAX_OPEN_WINDOWS;
+    let mut max_result_rows = DEFAULT_MAX_RESULT_ROWS;
 
     for option in options {
         match option.key.as_str() {
@@ -536,6 +557,22 @@ fn source_spec(
                         )
                     })?;
             }
+            "max_result_rows" => {
+                max_result_rows = option
+                    .value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_RESULT_ROWS_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        SqlError::at_span(
+                            option.span,
+                            format!(
+                                "max_result_rows `{}` must be a whole number from 1 to {MAX_RESULT_ROWS_LIMIT}",
+                                option.value
+                            ),
+                        )
+                    })?;
+            }
             "result_retention" => {
                 result_retention_ms = parse_duration(&option.value).ok_or_else(|| {
                     SqlError::at_span(
@@ -564,7 +601,7 @@ fn source_spec(
                 return Err(SqlError::at_span(
                     option.span,
                     format!(
-                        "unknown source option `{other}`; known options are connector, topic, format, json.timestamp_format, type, endpoint, source.offset, allowed_lateness, idle_timeout, result_retention and max_open_windows"
+                        "unknown source option `{other}`; known options are connector, topic, format, json.timestamp_format, type, endpoint, source.offset, allowed_lateness, idle_timeout, result_retention, max_open_windows and max_result_rows"
                     ),
                 ));
             }
@@ -652,6 +689,7 @@ fn source_spec(
         idle_timeout_ms,
         result_retention_ms,
         max_open_windows,
+        max_result_rows,
     })
 }
 

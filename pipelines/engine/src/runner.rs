@@ -18,6 +18,9 @@ pub struct RunOptions {
     pub max_batch: usize,
     /// Updates buffered per subscriber; a slower subscriber sees `Lagged`.
     pub channel_capacity: usize,
+    /// Shortest time between checkpoint writes (see
+    /// [`Pipeline::set_checkpoint_interval`]); stopping writes the last one.
+    pub checkpoint_interval: Duration,
 }
 
 impl Default for RunOptions {
@@ -26,6 +29,7 @@ impl Default for RunOptions {
             poll_interval: Duration::from_millis(50),
             max_batch: 8_192,
             channel_capacity: 1_024,
+            checkpoint_interval: Duration::from_secs(1),
         }
     }
 }
@@ -34,7 +38,7 @@ impl Default for RunOptions {
 /// updates, stop it.
 pub struct PipelineHandle {
     name: String,
-    results: Arc<RwLock<BTreeMap<String, ResultRow>>>,
+    results: Arc<RwLock<BTreeMap<String, Arc<ResultRow>>>>,
     stats: Arc<Mutex<PipelineStats>>,
     updates: broadcast::Sender<Update>,
     stop: watch::Sender<bool>,
@@ -55,6 +59,7 @@ impl PipelineHandle {
         S: EventSource + Send + Sync + 'static,
     {
         let name = pipeline.name().to_string();
+        pipeline.set_checkpoint_interval(options.checkpoint_interval);
         let results = pipeline.results_handle();
         let stats = Arc::new(Mutex::new(pipeline.stats()));
         let (updates, _) = broadcast::channel(options.channel_capacity.max(1));
@@ -112,6 +117,10 @@ impl PipelineHandle {
                     }
                 }
             }
+            if let Err(error) = pipeline.flush() {
+                tracing::error!(pipeline = %pipeline.name(), %error, "writing the last checkpoint failed; a restart replays from the one before");
+                return Err(error);
+            }
             tracing::info!(pipeline = %pipeline.name(), offset = pipeline.next_offset(), "pipeline stopped");
             Ok(())
         });
@@ -151,7 +160,7 @@ impl PipelineHandle {
         self.stats.lock().expect("stats lock").clone()
     }
 
-    /// Stops after the current micro-batch, whose checkpoint is complete.
+    /// Stops after the current micro-batch and writes the checkpoint.
     pub async fn stop(self) -> Result<(), PipelineError> {
         let _ = self.stop.send(true);
         match self.task.await {

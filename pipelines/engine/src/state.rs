@@ -47,6 +47,10 @@ pub(crate) struct OutputState {
     /// most open windows allowed.
     #[serde(default)]
     pub dropped_over_limit_by_tenant: BTreeMap<String, u64>,
+    /// Rows of closed windows removed per tenant to keep the live results
+    /// within `max_result_rows`.
+    #[serde(default)]
+    pub rows_trimmed_by_tenant: BTreeMap<String, u64>,
     /// Open windows per tenant, counted from `groups` on first use and
     /// kept up to date after that.
     #[serde(skip)]

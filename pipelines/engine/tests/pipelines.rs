@@ -423,6 +423,85 @@ async fn rows_past_retention_leave_results() {
 }
 
 #[tokio::test]
+async fn idle_tenant_rows_expire_by_heartbeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = MINUTE_COUNTS.replace(
+        "allowed_lateness = '30 seconds'",
+        "allowed_lateness = '30 seconds', result_retention = '2 minutes'",
+    );
+    let mut pipeline = open("idle-retention", &sql, dir.path()).await;
+    pipeline
+        .process(&stored(vec![event_at("acme", 1)]), 0)
+        .await
+        .unwrap();
+
+    // The heartbeat at wall time 61 s closes minute 0. The one at 100 s
+    // evicts its window (end 60 s plus 30 s lateness), but the row stays.
+    let closed = pipeline.heartbeat(61_000).await.unwrap();
+    assert_eq!(closed.len(), 1);
+    assert!(closed[0].closed);
+    pipeline.heartbeat(100_000).await.unwrap();
+    assert_eq!(pipeline.stats().tenants["acme"].open_windows, 0);
+    assert_eq!(counts(&pipeline.rows("acme"))[&0], (1, true));
+
+    // No event ever arrives again: the row still leaves once the idle
+    // watermark reaches 60 + 30 + 120 = 210 s.
+    assert!(pipeline.heartbeat(200_000).await.unwrap().is_empty());
+    assert_eq!(pipeline.rows("acme").len(), 1);
+    let expired = pipeline.heartbeat(215_000).await.unwrap();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].op, UpdateOp::Delete);
+    assert!(pipeline.rows("acme").is_empty());
+
+    // Nothing is left to expire, so later heartbeats change nothing.
+    assert!(pipeline.heartbeat(900_000).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn max_result_rows_trims_oldest_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sql = MINUTE_COUNTS.replace(
+        "allowed_lateness = '30 seconds'",
+        "allowed_lateness = '30 seconds', max_result_rows = '3'",
+    );
+    let mut pipeline = open("trimmed", &sql, dir.path()).await;
+    // acme: one event in each of minutes 0 to 5; globex: minutes 0 and 1.
+    let mut events: Vec<Event> = (0..6).map(|m| event_at("acme", m * 60 + 5)).collect();
+    events.extend([event_at("globex", 5), event_at("globex", 65)]);
+    let updates = pipeline.process(&stored(events), 0).await.unwrap();
+
+    // Watermark 305 s: minutes 0 to 4 are closed, minute 5 is open. Six
+    // rows are over the limit of 3, so the three oldest closed ones leave.
+    let acme = counts(&pipeline.rows("acme"));
+    let starts: Vec<i64> = acme.keys().copied().collect();
+    assert_eq!(starts, vec![180, 240, 300], "{acme:?}");
+    assert_eq!(acme[&300], (1, false));
+    let deleted: Vec<&str> = updates
+        .iter()
+        .filter(|u| u.op == UpdateOp::Delete)
+        .map(|u| u.tenant.as_str())
+        .collect();
+    assert_eq!(deleted, vec!["acme"; 3]);
+    let stats = pipeline.stats();
+    assert_eq!(stats.tenants["acme"].rows_trimmed, 3);
+    assert_eq!(stats.tenants["globex"].rows_trimmed, 0);
+    assert_eq!(pipeline.rows("globex").len(), 2);
+
+    // The count survives a restart, and so does the trimmed state.
+    drop(pipeline);
+    let reopened = open("trimmed", &sql, dir.path()).await;
+    assert_eq!(reopened.rows("acme").len(), 3);
+    assert_eq!(reopened.stats().tenants["acme"].rows_trimmed, 3);
+
+    let error = error_of(&MINUTE_COUNTS.replace(
+        "allowed_lateness = '30 seconds'",
+        "allowed_lateness = '30 seconds', max_result_rows = '0'",
+    ));
+    assert_eq!(error.line, 4, "{error}");
+    assert!(error.message.contains("max_result_rows"), "{error}");
+}
+
+#[tokio::test]
 async fn scoped_pipeline_reads_one_tenant_and_consumes_all_offsets() {
     let dir = tempfile::tempdir().unwrap();
     let mut pipeline = open("scoped", MINUTE_COUNTS, dir.path()).await;
@@ -484,6 +563,77 @@ async fn restart_resumes_from_checkpoint_exactly() {
     };
     assert_eq!(strip(second.rows("acme")), strip(straight.rows("acme")));
     assert_eq!(second.stats().events_read, 100);
+}
+
+#[tokio::test]
+async fn checkpoint_interval_defers_writes_until_flush() {
+    let sql = source(", allowed_lateness = '1 hour'", ALL_COLUMNS)
+        + "INSERT INTO out SELECT tumble(INTERVAL '15 minutes') AS window, campaign,
+             count(*) AS requests FROM events GROUP BY window, campaign;";
+    let events = stored(trace_events());
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = open("deferred", &sql, dir.path()).await;
+    first.set_checkpoint_interval(Duration::from_secs(3_600));
+
+    // Both steps fall inside the interval, so nothing is written yet.
+    first.process(&events[..10], 1_000).await.unwrap();
+    first.process(&events[10..30], 1_000).await.unwrap();
+    assert_eq!(first.next_offset(), 30);
+    let reopened = open("deferred", &sql, dir.path()).await;
+    assert_eq!(reopened.next_offset(), 0);
+    drop(reopened);
+    first.flush().unwrap();
+    first.process(&events[30..60], 1_000).await.unwrap();
+
+    // A crash here loses nothing: the replay from offset 30 ends where the
+    // first pipeline is.
+    let crash_dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, crash_dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let mut replayed = open("deferred", &sql, crash_dir.path()).await;
+    assert_eq!(replayed.next_offset(), 30);
+    replayed.process(&events[..60], 1_000).await.unwrap();
+    assert_eq!(replayed.rows("acme"), first.rows("acme"));
+
+    first.flush().unwrap();
+    let reopened = open("deferred", &sql, dir.path()).await;
+    assert_eq!(reopened.next_offset(), 60);
+    assert_eq!(reopened.rows("acme"), first.rows("acme"));
+}
+
+#[tokio::test]
+async fn stopped_handle_writes_last_checkpoint() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EventLog::open(log_dir.path(), LogOptions::default()).unwrap());
+    let sql = source(", allowed_lateness = '1 hour'", ALL_COLUMNS)
+        + "INSERT INTO out SELECT tumble(INTERVAL '15 minutes') AS window,
+             count(*) AS requests FROM events GROUP BY window;";
+    let options = RunOptions {
+        poll_interval: Duration::from_millis(10),
+        max_batch: 16,
+        checkpoint_interval: Duration::from_secs(3_600),
+        ..RunOptions::default()
+    };
+    let handle = PipelineHandle::start(
+        open("flushed", &sql, state_dir.path()).await,
+        log.clone(),
+        options,
+    );
+    log.append_batch(trace_events()).unwrap();
+    wait_for_offset(&handle, 100).await;
+    handle.stop().await.unwrap();
+
+    let reopened = open("flushed", &sql, state_dir.path()).await;
+    assert_eq!(reopened.next_offset(), 100);
+    let total: i64 = reopened
+        .rows("acme")
+        .iter()
+        .map(|r| r.row["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 100);
 }
 
 #[tokio::test]
