@@ -699,6 +699,79 @@ async fn restarted_host_resumes_pipelines_without_counting_twice() {
     wait_caught_up(&host, &a, "clicks_per_minute").await;
 }
 
+fn clicked(rows: &[Value]) -> i64 {
+    rows.iter()
+        .map(|r| r["row"]["clicked"].as_i64().unwrap_or(0))
+        .sum()
+}
+
+/// Reads the next log offset from the checkpoint of shipped pipeline
+/// `name`, or returns `None` when none has been written.
+fn checkpoint_offset(data: &std::path::Path, name: &str) -> Option<u64> {
+    let path = data
+        .join("pipelines/state/shipped")
+        .join(format!("{name}.checkpoint.json"));
+    let bytes = std::fs::read(path).ok()?;
+    let checkpoint: Value = serde_json::from_slice(&bytes).unwrap();
+    checkpoint["next_offset"].as_u64()
+}
+
+#[tokio::test]
+async fn stop_writes_checkpoints_and_crash_replays() {
+    let data = tempfile::tempdir().unwrap();
+    let mut options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
+    // An hour between checkpoint writes: only a stop writes one here.
+    options
+        .args
+        .extend(["--pipeline-checkpoint-ms".into(), "3600000".into()]);
+    let host = Host::start_with(&app_manifest(), options.clone());
+    let a = register(&host, "ops@nu.example", "Nu").await;
+    post_events(
+        &host,
+        &a,
+        (0..4)
+            .map(|n| event(&format!("k-{n}"), "click", "autumn", *HOUR + n * 1000))
+            .collect(),
+    )
+    .await;
+    wait_rows(&host, &a, "campaign_hourly", |rows| clicked(rows) == 4).await;
+    wait_caught_up(&host, &a, "campaign_hourly").await;
+    let logged = logged_events(&host, &a).await as u64;
+    assert_eq!(checkpoint_offset(data.path(), "campaign_hourly"), None);
+
+    // SIGTERM: every pipeline writes its checkpoint before the exit.
+    let logs = host.stop();
+    assert!(logs.contains("stopped the pipelines"), "{logs}");
+    assert_eq!(
+        checkpoint_offset(data.path(), "campaign_hourly"),
+        Some(logged)
+    );
+
+    // SIGKILL after one more event: the checkpoint is behind, and the
+    // restarted host reads that event again without counting it twice.
+    let host = Host::start_with(&app_manifest(), options.clone());
+    post_events(
+        &host,
+        &a,
+        vec![event("k-4", "click", "autumn", *HOUR + 4000)],
+    )
+    .await;
+    wait_rows(&host, &a, "campaign_hourly", |rows| clicked(rows) == 5).await;
+    drop(host);
+    assert_eq!(
+        checkpoint_offset(data.path(), "campaign_hourly"),
+        Some(logged)
+    );
+
+    let host = Host::start_with(&app_manifest(), options);
+    wait_caught_up(&host, &a, "campaign_hourly").await;
+    let rows = wait_rows(&host, &a, "campaign_hourly", |_| true).await;
+    assert_eq!(clicked(&rows), 5, "rows after the replay: {rows:?}");
+}
+
 #[tokio::test]
 async fn long_operator_chains_are_refused_and_the_host_stays_up() {
     let host = Host::start_with(&app_manifest(), app_options());
@@ -815,4 +888,100 @@ async fn open_streams_are_limited_per_tenant() {
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(open(a.access.clone()).await.status(), 200);
+}
+
+/// Builds a pipeline with `outputs` tumbling-window queries, each allowed
+/// `limit` open windows and live rows per tenant.
+fn wide_pipeline(outputs: usize, limit: usize) -> String {
+    let mut sql = format!(
+        "CREATE TABLE events (
+    tenant TEXT, type TEXT, campaign TEXT, occurred_at TIMESTAMP,
+    WATERMARK FOR occurred_at AS occurred_at
+) WITH (
+    connector = 'event_log', type = 'source',
+    max_open_windows = '{limit}', max_result_rows = '{limit}'
+);\n"
+    );
+    for n in 0..outputs {
+        sql.push_str(&format!(
+            "CREATE TABLE out_{n} WITH (connector = 'preview', type = 'sink');
+INSERT INTO out_{n} SELECT tumble(INTERVAL '{} minute') AS window, campaign, count(*) AS events
+FROM events GROUP BY window, campaign;\n",
+            n + 1
+        ));
+    }
+    sql
+}
+
+#[tokio::test]
+async fn custom_pipelines_share_limits_per_tenant() {
+    let host = Host::start_with(&app_manifest(), app_options());
+    let a = register(&host, "limits@lambda.example", "Lambda").await;
+    let b = register(&host, "limits@mu.example", "Mu").await;
+    let create = |token: String, name: String, sql: String| {
+        let host = &host;
+        async move {
+            call(
+                host,
+                "POST",
+                "/api/v1/pipelines",
+                &token,
+                Some(json!({"name": name, "sql": sql})),
+            )
+            .await
+        }
+    };
+
+    // 5 outputs of 100,000 windows and rows take the whole budget of
+    // 500,000.
+    let (status, wide) = create(a.access.clone(), "wide".into(), wide_pipeline(5, 100_000)).await;
+    assert_eq!(status, 201, "{wide}");
+    assert_eq!(wide["outputs"].as_array().unwrap().len(), 5);
+    assert_eq!(wide["stats"]["window_capacity"], 500_000, "{wide}");
+    assert_eq!(wide["stats"]["rows_trimmed"], 0, "{wide}");
+
+    let (status, body) = create(a.access.clone(), "narrow".into(), wide_pipeline(1, 1)).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["code"], "limit", "{body}");
+    assert_eq!(body["field"], "sql", "{body}");
+    let message = body["error"].as_str().unwrap();
+    assert!(message.contains("500000"), "{message}");
+    assert!(message.contains("max_open_windows"), "{message}");
+    assert!(message.contains("max_result_rows"), "{message}");
+
+    // Another tenant has its own budget.
+    let (status, body) = create(b.access.clone(), "narrow".into(), wide_pipeline(1, 1)).await;
+    assert_eq!(status, 201, "{body}");
+
+    // Deleting frees the windows.
+    let (status, _) = call(&host, "DELETE", "/api/v1/pipelines/wide", &a.access, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = create(a.access.clone(), "narrow".into(), wide_pipeline(1, 1)).await;
+    assert_eq!(status, 201, "{body}");
+
+    // Twelve creates at once: the count limit of 10 holds, so exactly 9
+    // more are stored beside `narrow`.
+    let creates =
+        (0..12).map(|n| create(a.access.clone(), format!("p{n}"), wide_pipeline(1, 1000)));
+    let results = futures_util::future::join_all(creates).await;
+    let statuses: Vec<u16> = results.iter().map(|(status, _)| *status).collect();
+    let created = statuses.iter().filter(|status| **status == 201).count();
+    let refused: Vec<&Value> = results
+        .iter()
+        .filter(|(status, _)| *status == 409)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(created, 9, "{statuses:?}");
+    assert_eq!(refused.len(), 3, "{statuses:?}");
+    for body in refused {
+        assert_eq!(body["code"], "limit", "{body}");
+    }
+    let (_, list) = call(&host, "GET", "/api/v1/pipelines", &a.access, None).await;
+    let custom = list["pipelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["kind"] == "custom")
+        .count();
+    assert_eq!(custom, 10, "{list}");
 }

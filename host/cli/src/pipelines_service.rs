@@ -47,6 +47,11 @@ use tokio::sync::{Mutex as AsyncMutex, broadcast, watch};
 
 /// Custom pipelines one tenant may keep.
 const MAX_CUSTOM_PER_TENANT: usize = 10;
+/// Windows and live rows one tenant's custom pipelines may hold in all,
+/// counted per pipeline as its outputs times the larger of
+/// `max_open_windows` and `max_result_rows`. Both are kept in memory, so
+/// this bounds what one tenant's pipelines can take.
+const MAX_WINDOWS_PER_TENANT: usize = 500_000;
 /// Largest pipeline SQL, in bytes.
 const MAX_SQL_BYTES: usize = 64 * 1024;
 /// Row changes kept per pipeline and tenant for long polls; a client
@@ -164,6 +169,8 @@ struct Entry {
     name: String,
     sql: String,
     outputs: Vec<String>,
+    /// Maximum windows and live rows the pipeline keeps for its tenant.
+    window_capacity: usize,
     created_at: i64,
     status: Status,
     feed: Arc<Feed>,
@@ -220,6 +227,7 @@ struct CustomMeta {
     created_at: i64,
 }
 
+#[derive(Clone)]
 pub(crate) struct PipelinesService {
     inner: Arc<Inner>,
 }
@@ -229,6 +237,9 @@ struct Inner {
     /// `<data-dir>/pipelines`: custom SQL and every checkpoint.
     root: PathBuf,
     entries: AsyncMutex<BTreeMap<Key, Entry>>,
+    /// Held for the whole of a create, so two concurrent creates cannot
+    /// both pass the name, count and window checks.
+    creating: AsyncMutex<()>,
     options: RunOptions,
     /// Open result streams: lease id to (tenant, expiry).
     streams: Mutex<HashMap<String, (String, Instant)>>,
@@ -252,18 +263,24 @@ fn now_ms() -> i64 {
 
 impl PipelinesService {
     /// Starts the shipped pipelines found in `shipped_dir` (when it exists)
-    /// and the custom ones stored under `root`.
+    /// and the custom ones stored under `root`, each writing its checkpoint
+    /// at most once per `checkpoint_interval`.
     pub async fn start(
         log: Arc<EventStore>,
         shipped_dir: &Path,
         root: PathBuf,
+        checkpoint_interval: Duration,
     ) -> anyhow::Result<PipelinesService> {
         let inner = Arc::new(Inner {
             log,
             root,
             entries: AsyncMutex::new(BTreeMap::new()),
+            creating: AsyncMutex::new(()),
             streams: Mutex::new(HashMap::new()),
-            options: RunOptions::default(),
+            options: RunOptions {
+                checkpoint_interval,
+                ..RunOptions::default()
+            },
         });
         std::fs::create_dir_all(inner.custom_dir()).map_err(|e| {
             anyhow::anyhow!("failed to create {}: {e}", inner.custom_dir().display())
@@ -368,6 +385,29 @@ impl PipelinesService {
         });
         Ok(PipelinesService { inner })
     }
+
+    /// Stops every running pipeline, and each writes its last checkpoint,
+    /// so the next start replays nothing. For a host that is shutting down:
+    /// the pipelines stay stopped.
+    pub async fn stop_all(&self) {
+        let mut entries = self.inner.entries.lock().await;
+        let mut stopped = 0;
+        for entry in entries.values_mut() {
+            if !matches!(entry.status, Status::Running(_)) {
+                continue;
+            }
+            let Status::Running(handle) = std::mem::replace(&mut entry.status, Status::Moving)
+            else {
+                unreachable!("checked above");
+            };
+            stopped += 1;
+            if let Err(e) = handle.stop().await {
+                tracing::error!(pipeline = %entry.name, owner = ?entry.owner, error = %e, "pipeline failed while stopping");
+                entry.status = Status::Failed(e.to_string());
+            }
+        }
+        tracing::info!(pipelines = stopped, "stopped the pipelines");
+    }
 }
 
 impl Inner {
@@ -393,14 +433,15 @@ impl Inner {
         created_at: i64,
         paused: bool,
     ) {
-        let outputs = parse_pipeline(&name, &sql)
-            .map(|spec| spec.sinks())
+        let (outputs, window_capacity) = parse_pipeline(&name, &sql)
+            .map(|spec| (spec.sinks(), spec.window_capacity()))
             .unwrap_or_default();
         let mut entry = Entry {
             owner: owner.clone(),
             name: name.clone(),
             sql: sql.clone(),
             outputs,
+            window_capacity,
             created_at,
             status: Status::Moving,
             feed: Feed::new(),
@@ -550,8 +591,10 @@ impl Inner {
                 },
                 "watermark": own.watermark,
                 "open_windows": own.open_windows,
+                "window_capacity": entry.window_capacity,
                 "dropped_late": own.dropped_late,
                 "dropped_over_limit": own.dropped_over_limit,
+                "rows_trimmed": own.rows_trimmed,
             },
         });
         if let Status::Failed(message) = &entry.status {
@@ -715,6 +758,8 @@ impl Inner {
             );
         }
         let owner = Owner::Tenant(request.tenant.clone());
+        let _creating = self.creating.lock().await;
+        let windows_in_use: usize;
         {
             let entries = self.entries.lock().await;
             if entries.contains_key(&(Owner::Shipped, request.name.clone())) {
@@ -739,6 +784,11 @@ impl Inner {
                     ),
                 );
             }
+            windows_in_use = entries
+                .values()
+                .filter(|e| e.owner == owner)
+                .map(|e| e.window_capacity)
+                .sum();
         }
 
         // Validate by planning it on DataFusion, which also checks column
@@ -747,6 +797,21 @@ impl Inner {
             Ok(spec) => spec,
             Err(e) => return sql_error(&request.tenant, &e),
         };
+        let capacity = spec.window_capacity();
+        if windows_in_use + capacity > MAX_WINDOWS_PER_TENANT {
+            return reply(
+                409,
+                json!({
+                    "error": format!(
+                        "the pipeline may hold up to {capacity} windows and rows ({} outputs × {}, the larger of max_open_windows and max_result_rows) and the tenant's pipelines may already hold {windows_in_use}, over the limit of {MAX_WINDOWS_PER_TENANT} per tenant; lower max_open_windows and max_result_rows in the source's WITH options or delete a pipeline",
+                        spec.sinks().len(),
+                        spec.source.max_open_windows.max(spec.source.max_result_rows),
+                    ),
+                    "code": "limit",
+                    "field": "sql",
+                }),
+            );
+        }
         let probe_dir = match tempfile::tempdir() {
             Ok(dir) => dir,
             Err(e) => {

@@ -56,6 +56,11 @@ pub(crate) struct UpArgs {
     /// for every tenant [default: pipelines beside the manifest].
     #[arg(long)]
     pipelines_dir: Option<PathBuf>,
+    /// Shortest time between two checkpoint writes of a running pipeline,
+    /// in milliseconds. Each write contains the pipeline's whole state.
+    /// After a crash, the events since the last write are read again.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pipeline_checkpoint_ms: u64,
     /// Memory that one ad-hoc SQL query may use for sorts, joins and
     /// aggregates, in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
@@ -148,15 +153,14 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             .unwrap_or(std::path::Path::new("."))
             .join("pipelines")
     });
-    services.register(
-        "pipelines",
-        crate::pipelines_service::PipelinesService::start(
-            events.clone(),
-            &pipelines_dir,
-            data_dir.join("pipelines"),
-        )
-        .await?,
-    );
+    let pipelines = crate::pipelines_service::PipelinesService::start(
+        events.clone(),
+        &pipelines_dir,
+        data_dir.join("pipelines"),
+        std::time::Duration::from_millis(args.pipeline_checkpoint_ms),
+    )
+    .await?;
+    services.register("pipelines", pipelines.clone());
     let history_dir = data_dir.join("history");
     let sql_timeout = std::time::Duration::from_millis(args.sql_timeout_ms);
     let compactor_options = copycar_history::CompactorOptions {
@@ -239,6 +243,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     );
 
     copycar_runtime::serve(runtime, listener, shutdown).await?;
+    pipelines.stop_all().await;
     drop(data_lock);
     tracing::info!("stopped");
     Ok(())
