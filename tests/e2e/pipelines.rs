@@ -985,3 +985,85 @@ async fn custom_pipelines_share_limits_per_tenant() {
         .count();
     assert_eq!(custom, 10, "{list}");
 }
+
+fn copycar(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_copycar"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn cli_checks_and_exports_shipped_pipelines() {
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines");
+    let output = copycar(&["pipelines", "check", shipped]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("ok    ").count(), 3, "{stdout}");
+
+    let out = tempfile::tempdir().unwrap();
+    let out_dir = out.path().to_str().unwrap();
+    let output = copycar(&[
+        "pipelines",
+        "export",
+        "--target",
+        "arroyo",
+        "--topic",
+        "events-test",
+        "--out",
+        out_dir,
+        shipped,
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for name in [
+        "campaign_hourly",
+        "variant_comparison",
+        "sender_domain_health",
+    ] {
+        let sql = std::fs::read_to_string(out.path().join(format!("{name}.sql"))).unwrap();
+        assert!(sql.contains("connector = 'fluvio'"), "{name}: {sql}");
+        assert!(sql.contains("topic = 'events-test'"), "{name}: {sql}");
+        assert!(!sql.contains("'event_log'"), "{name}: {sql}");
+    }
+}
+
+#[test]
+fn cli_export_invalid_file_writes_nothing() {
+    let input = tempfile::tempdir().unwrap();
+    std::fs::write(input.path().join("a_clicks.sql"), CLICKS).unwrap();
+    // The view drops `tenant`, so no query over it can keep tenants apart.
+    let no_tenant = CLICKS
+        .replace(
+            "CREATE TABLE clicks",
+            "CREATE VIEW bare AS SELECT type, campaign, occurred_at FROM events;\nCREATE TABLE clicks",
+        )
+        .replace("FROM events WHERE", "FROM bare WHERE");
+    std::fs::write(input.path().join("b_bare.sql"), &no_tenant).unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let output = copycar(&[
+        "pipelines",
+        "export",
+        "--target",
+        "arroyo",
+        "--out",
+        out.path().to_str().unwrap(),
+        input.path().to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("b_bare.sql:"), "{stderr}");
+    assert!(stderr.contains("must have a `tenant` column"), "{stderr}");
+    let written: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+    assert!(written.is_empty(), "files were written: {written:?}");
+
+    let output = copycar(&["pipelines", "check", input.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(stdout.contains("ok    "), "{stdout}");
+    assert!(stdout.contains("b_bare.sql:"), "{stdout}");
+}

@@ -102,23 +102,28 @@ fn read(path: &Path) -> anyhow::Result<(String, String)> {
     Ok((name, sql))
 }
 
+/// Parses and plans a pipeline as the host does. Planning on DataFusion
+/// checks columns and types too, such as a view that drops `tenant`.
+fn plan(
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    sql: &str,
+) -> Result<Pipeline, PipelineError> {
+    let spec = parse_pipeline(name, sql).map_err(|source| PipelineError::Sql {
+        pipeline: name.to_string(),
+        source,
+    })?;
+    let scratch = tempfile::tempdir().expect("a temporary directory");
+    runtime.block_on(Pipeline::open(spec, sql, scratch.path()))
+}
+
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let files = pipeline_files(&args.paths)?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let mut failed = 0;
     for path in &files {
         let (name, sql) = read(path)?;
-        let result = parse_pipeline(&name, &sql)
-            .map_err(|source| PipelineError::Sql {
-                pipeline: name.clone(),
-                source,
-            })
-            .and_then(|spec| {
-                // Planning on DataFusion checks columns and types too.
-                let scratch = tempfile::tempdir().expect("a temporary directory");
-                runtime.block_on(Pipeline::open(spec, &sql, scratch.path()))
-            });
-        match result {
+        match plan(&runtime, &name, &sql) {
             Ok(pipeline) => println!(
                 "ok    {}: writes {}",
                 path.display(),
@@ -156,15 +161,30 @@ fn export(args: ExportArgs) -> anyhow::Result<()> {
         endpoint: args.endpoint.clone(),
     };
     let files = pipeline_files(&args.paths)?;
+
+    // Every file is planned and exported before anything is written, so an
+    // invalid file leaves no partial output.
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+    let mut exports = Vec::new();
+    for path in &files {
+        let (name, sql) = read(path)?;
+        let positioned = |e: &copycar_pipelines::SqlError| {
+            anyhow::anyhow!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)
+        };
+        match plan(&runtime, &name, &sql) {
+            Ok(_) => {}
+            Err(PipelineError::Sql { source, .. }) => return Err(positioned(&source)),
+            Err(e) => anyhow::bail!("{}: {e}", path.display()),
+        }
+        let exported = export_arroyo(&name, &sql, &target).map_err(|e| positioned(&e))?;
+        exports.push((path, name, exported));
+    }
+
     if let Some(out) = &args.out {
         std::fs::create_dir_all(out)
             .map_err(|e| anyhow::anyhow!("failed to create {}: {e}", out.display()))?;
     }
-    for path in &files {
-        let (name, sql) = read(path)?;
-        let exported = export_arroyo(&name, &sql, &target).map_err(|e| {
-            anyhow::anyhow!("{}:{}:{}: {}", path.display(), e.line, e.column, e.message)
-        })?;
+    for (path, name, exported) in exports {
         match &args.out {
             Some(out) => {
                 let written = out.join(format!("{name}.sql"));

@@ -194,9 +194,17 @@ impl Pipeline {
         let mut outputs = Vec::new();
         let mut state_slots = Vec::new();
         for output in &spec.outputs {
-            let sql_error = |e: DataFusionError| PipelineError::Sql {
-                pipeline: name.clone(),
-                source: SqlError::at(output.position.0, output.position.1, datafusion_message(&e)),
+            let sql_error = |e: DataFusionError| {
+                let mut message = datafusion_message(&e);
+                if message.contains("No field named tenant") {
+                    message.push_str(
+                        " Every query groups by tenant, so the table or view it reads must have a `tenant` column; select it in the view.",
+                    );
+                }
+                PipelineError::Sql {
+                    pipeline: name.clone(),
+                    source: SqlError::at(output.position.0, output.position.1, message),
+                }
             };
             let partial = ctx
                 .state()
