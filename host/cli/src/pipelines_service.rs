@@ -803,9 +803,10 @@ impl Inner {
                 409,
                 json!({
                     "error": format!(
-                        "the pipeline may hold up to {capacity} windows and rows ({} outputs × {}, the larger of max_open_windows and max_result_rows) and the tenant's pipelines may already hold {windows_in_use}, over the limit of {MAX_WINDOWS_PER_TENANT} per tenant; lower max_open_windows and max_result_rows in the source's WITH options or delete a pipeline",
+                        "the pipeline needs room for {capacity} windows and rows ({} outputs × {}, the larger of max_open_windows and max_result_rows), but {} of the tenant's {MAX_WINDOWS_PER_TENANT} are free ({windows_in_use} in use); lower max_open_windows and max_result_rows in the source's WITH options or delete a pipeline",
                         spec.sinks().len(),
                         spec.source.max_open_windows.max(spec.source.max_result_rows),
+                        MAX_WINDOWS_PER_TENANT.saturating_sub(windows_in_use),
                     ),
                     "code": "limit",
                     "field": "sql",
@@ -975,13 +976,12 @@ impl Inner {
             tracing::warn!(pipeline = %name, error = %e, "pipeline had failed before it was deleted");
         }
         let dir = self.custom_dir().join(tenant);
-        let checkpoint = self
-            .state_dir(&key.0)
-            .join(format!("{name}.checkpoint.json"));
+        let state_dir = self.state_dir(&key.0);
         for path in [
             dir.join(format!("{name}.sql")),
             dir.join(format!("{name}.json")),
-            checkpoint,
+            state_dir.join(format!("{name}.checkpoint.json")),
+            state_dir.join(format!("{name}.journal")),
         ] {
             if let Err(e) = std::fs::remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound

@@ -57,8 +57,9 @@ pub(crate) struct UpArgs {
     #[arg(long)]
     pipelines_dir: Option<PathBuf>,
     /// Shortest time between two checkpoint writes of a running pipeline,
-    /// in milliseconds. Each write contains the pipeline's whole state.
-    /// After a crash, the events since the last write are read again.
+    /// in milliseconds, from 0 (after every step) to 3600000. Each write
+    /// contains the pipeline's whole state. Steps in between go to a small
+    /// journal that a restart after a crash replays.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pipeline_checkpoint_ms: u64,
     /// Memory that one ad-hoc SQL query may use for sorts, joins and

@@ -72,6 +72,8 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("pipeline `{pipeline}` failed to replay its journal: {message}")]
+    Replay { pipeline: String, message: String },
     #[error("pipeline `{pipeline}` has a corrupt checkpoint {path}: {message}")]
     CorruptCheckpoint {
         pipeline: String,

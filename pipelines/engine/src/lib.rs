@@ -15,7 +15,8 @@
 //!    counts events past the allowed lateness as dropped, merges partial
 //!    aggregates into window state, advances the watermark (by event time,
 //!    and by the wall clock once the source is idle), upserts result rows
-//!    and writes state and consumer offset in one checkpoint file.
+//!    and writes state and consumer offset in one checkpoint file, with a
+//!    journal of the steps since, so a restart takes the same steps again.
 //! 4. [`PipelineHandle`] runs a pipeline on a task over any
 //!    [`copycar_events::EventSource`]: rows are queryable per tenant and
 //!    every change is broadcast as an [`Update`].
@@ -25,6 +26,7 @@
 mod batch;
 mod error;
 mod export;
+mod journal;
 mod parse;
 mod pipeline;
 mod plan;

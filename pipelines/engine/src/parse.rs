@@ -487,7 +487,14 @@ fn source_spec(
     let mut max_open_windows = DEFAULT_MAX_OPEN_WINDOWS;
     let mut max_result_rows = DEFAULT_MAX_RESULT_ROWS;
 
+    let mut seen = std::collections::BTreeSet::new();
     for option in options {
+        if !seen.insert(option.key.as_str()) {
+            return Err(SqlError::at_span(
+                option.span,
+                format!("option `{}` is given twice; keep one", option.key),
+            ));
+        }
         match option.key.as_str() {
             "connector" => {
                 connector_span = option.span;
@@ -546,6 +553,7 @@ fn source_spec(
                     .value
                     .parse::<usize>()
                     .ok()
+                    .filter(|_| option.value.bytes().all(|b| b.is_ascii_digit()))
                     .filter(|n| (1..=MAX_OPEN_WINDOWS_LIMIT).contains(n))
                     .ok_or_else(|| {
                         SqlError::at_span(
@@ -562,6 +570,7 @@ fn source_spec(
                     .value
                     .parse::<usize>()
                     .ok()
+                    .filter(|_| option.value.bytes().all(|b| b.is_ascii_digit()))
                     .filter(|n| (1..=MAX_RESULT_ROWS_LIMIT).contains(n))
                     .ok_or_else(|| {
                         SqlError::at_span(

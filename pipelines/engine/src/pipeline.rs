@@ -3,11 +3,12 @@
 
 use crate::batch::{ExtractJsonString, SlotTable, events_to_batch, source_schema};
 use crate::error::{PipelineError, SqlError};
+use crate::journal::{Journal, Step};
 use crate::parse::PipelineSpec;
 use crate::plan::OutputSpec;
 use crate::state::{OutputState, Retraction, WindowRef, is_expired};
 use crate::value::{Value, json_of};
-use copycar_events::StoredEvent;
+use copycar_events::{EventSource, StoredEvent};
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::error::DataFusionError;
@@ -108,6 +109,10 @@ struct Clock {
 struct Checkpoint {
     fingerprint: String,
     next_offset: u64,
+    /// The number of the last step this state contains; the journal
+    /// contains the steps after it.
+    #[serde(default)]
+    steps: u64,
     /// Event time per tenant.
     #[serde(default)]
     clocks: BTreeMap<String, Clock>,
@@ -160,6 +165,13 @@ pub struct Pipeline {
     /// Live result rows per output and tenant, counted from the checkpoint
     /// at open and kept up to date, for `max_result_rows`.
     row_counts: BTreeMap<(String, String), usize>,
+    /// The steps taken since the checkpoint was written.
+    journal: Journal,
+    /// Journal steps read at open that [`Pipeline::replay`] takes again.
+    pending: Vec<(u64, Step)>,
+    /// True while replaying, when steps are neither journaled again nor
+    /// checkpointed.
+    replaying: bool,
 }
 
 impl Pipeline {
@@ -253,7 +265,16 @@ impl Pipeline {
             source,
         })?;
         let checkpoint_path = state_dir.join(format!("{name}.checkpoint.json"));
+        let mut journal = Journal::new(state_dir.join(format!("{name}.journal")));
+        let journal_error =
+            |action: &'static str, path: &Path, source: std::io::Error| PipelineError::Checkpoint {
+                pipeline: name.clone(),
+                action,
+                path: path.to_path_buf(),
+                source,
+            };
         let fingerprint = fingerprint(sql);
+        let mut fresh = false;
         let state = match fs::read(&checkpoint_path) {
             Ok(bytes) => {
                 let state: Checkpoint = serde_json::from_slice(&bytes).map_err(|e| {
@@ -273,11 +294,14 @@ impl Pipeline {
                 tracing::info!(pipeline = %name, next_offset = state.next_offset, "restored checkpoint");
                 state
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Checkpoint {
-                fingerprint,
-                outputs: vec![OutputState::default(); outputs.len()],
-                ..Checkpoint::default()
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                fresh = true;
+                Checkpoint {
+                    fingerprint,
+                    outputs: vec![OutputState::default(); outputs.len()],
+                    ..Checkpoint::default()
+                }
+            }
             Err(source) => {
                 return Err(PipelineError::Checkpoint {
                     pipeline: name,
@@ -287,6 +311,22 @@ impl Pipeline {
                 });
             }
         };
+        // A journal without a checkpoint belongs to an earlier pipeline of
+        // the same name, so it is removed. A new pipeline writes an empty
+        // checkpoint at once, so its own journal always has one to follow.
+        let pending = if fresh {
+            journal
+                .clear()
+                .map_err(|e| journal_error("remove the stale journal of", journal.path(), e))?;
+            Vec::new()
+        } else {
+            journal
+                .read_after(state.steps)
+                .map_err(|e| journal_error("read the journal of", journal.path(), e))?
+        };
+        if !pending.is_empty() {
+            tracing::info!(pipeline = %name, steps = pending.len(), "steps after the checkpoint will be replayed");
+        }
         let results = Arc::new(RwLock::new(state.results.clone()));
         let mut row_counts: BTreeMap<(String, String), usize> = BTreeMap::new();
         for row in state.results.values() {
@@ -295,7 +335,7 @@ impl Pipeline {
                 .or_default() += 1;
         }
 
-        Ok(Pipeline {
+        let mut pipeline = Pipeline {
             spec,
             ctx,
             source_slot,
@@ -309,9 +349,16 @@ impl Pipeline {
             deadlines: None,
             checkpoint_interval: Duration::ZERO,
             last_saved: Instant::now(),
-            unsaved: false,
+            unsaved: fresh,
             row_counts,
-        })
+            journal,
+            pending,
+            replaying: false,
+        };
+        if fresh {
+            pipeline.save_checkpoint()?;
+        }
+        Ok(pipeline)
     }
 
     /// Makes the pipeline read only `tenant`'s events: a pipeline a tenant
@@ -321,14 +368,92 @@ impl Pipeline {
     }
 
     /// Writes the checkpoint at most once per `interval` instead of after
-    /// every step; [`Pipeline::flush`] writes what is left. The offset is
-    /// saved with the state it produced, so after a crash the pipeline
-    /// replays the events since the last write and ends in the same state:
-    /// the interval trades replay time for less writing. Subscribers may
-    /// then see the replayed rows' upserts a second time, with the same
-    /// values.
+    /// every step; [`Pipeline::flush`] writes what is left. Each step in
+    /// between is appended to a journal (its event range and wall-clock
+    /// time) before its rows are published, and [`Pipeline::replay`] takes
+    /// those steps again after a restart, so the state ends exactly as
+    /// readers last saw it. Subscribers may see the replayed rows' upserts
+    /// a second time, with the same values.
     pub fn set_checkpoint_interval(&mut self, interval: Duration) {
         self.checkpoint_interval = interval;
+    }
+
+    /// Takes again the journaled steps that the checkpoint does not contain,
+    /// reading their events from `source`, and returns how many it took.
+    /// Call it before the first new step; [`crate::PipelineHandle`] does.
+    pub async fn replay<S>(&mut self, source: &Arc<S>) -> Result<usize, PipelineError>
+    where
+        S: EventSource + Send + Sync + 'static,
+    {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.is_empty() {
+            return Ok(0);
+        }
+        self.replaying = true;
+        let result = self.replay_steps(source, &pending).await;
+        self.replaying = false;
+        result?;
+        tracing::info!(pipeline = %self.spec.name, steps = pending.len(), next_offset = self.state.next_offset, "replayed the journal");
+        Ok(pending.len())
+    }
+
+    async fn replay_steps<S>(
+        &mut self,
+        source: &Arc<S>,
+        pending: &[(u64, Step)],
+    ) -> Result<(), PipelineError>
+    where
+        S: EventSource + Send + Sync + 'static,
+    {
+        for &(seq, step) in pending {
+            match step {
+                Step::Process { end, now_ms } => {
+                    let events = self.read_range(source, end).await?;
+                    self.process(&events, now_ms).await?;
+                }
+                Step::Heartbeat { now_ms } => {
+                    self.heartbeat(now_ms).await?;
+                }
+            }
+            if self.state.steps != seq {
+                tracing::warn!(pipeline = %self.spec.name, expected = seq, reached = self.state.steps, "a replayed step did not match the journal");
+                self.state.steps = seq;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the events from the next offset up to `end` (exclusive).
+    async fn read_range<S>(
+        &self,
+        source: &Arc<S>,
+        end: u64,
+    ) -> Result<Vec<StoredEvent>, PipelineError>
+    where
+        S: EventSource + Send + Sync + 'static,
+    {
+        let mut events = Vec::new();
+        let mut offset = self.state.next_offset;
+        while offset < end {
+            let reader = source.clone();
+            let read = tokio::task::spawn_blocking(move || reader.read_from(offset, 8_192))
+                .await
+                .map_err(|e| self.replay_error(e.to_string()))?
+                .map_err(|e| self.replay_error(e.to_string()))?;
+            let Some(last) = read.last().map(|e| e.offset) else {
+                break;
+            };
+            events.extend(read.into_iter().filter(|e| e.offset < end));
+            offset = last + 1;
+        }
+        Ok(events)
+    }
+
+    fn replay_error(&self, message: String) -> PipelineError {
+        PipelineError::Replay {
+            pipeline: self.spec.name.clone(),
+            message,
+        }
     }
 
     /// Writes the checkpoint now if the state changed since the last write.
@@ -342,6 +467,9 @@ impl Pipeline {
     /// Writes the checkpoint if the state changed and the interval has
     /// passed since the last write.
     fn save_if_due(&mut self) -> Result<(), PipelineError> {
+        if self.replaying {
+            return Ok(());
+        }
         let due = self.last_saved.elapsed() >= self.checkpoint_interval;
         if self.unsaved && due {
             self.save_checkpoint()?;
@@ -584,7 +712,11 @@ impl Pipeline {
             }
         }
 
-        self.finish_step(changed, retracted).await
+        let step = Step::Process {
+            end: self.state.next_offset,
+            now_ms,
+        };
+        self.finish_step(step, changed, retracted).await
     }
 
     /// Advances each tenant's watermark with the wall clock once no event
@@ -623,7 +755,8 @@ impl Pipeline {
             raise_watermark(clock, candidate);
         }
         let n = self.outputs.len();
-        self.finish_step(vec![BTreeSet::new(); n], vec![Vec::new(); n])
+        let step = Step::Heartbeat { now_ms };
+        self.finish_step(step, vec![BTreeSet::new(); n], vec![Vec::new(); n])
             .await
     }
 
@@ -741,6 +874,7 @@ impl Pipeline {
     /// with the final query, evicts expired windows and checkpoints.
     async fn finish_step(
         &mut self,
+        step: Step,
         mut changed: Vec<BTreeSet<WindowRef>>,
         retracted: Vec<Vec<Retraction>>,
     ) -> Result<Vec<Update>, PipelineError> {
@@ -852,6 +986,26 @@ impl Pipeline {
             });
         }
 
+        // The step is on disk, in the checkpoint or the journal, before
+        // anyone can see its rows.
+        self.state.steps += 1;
+        self.unsaved = true;
+        if !self.replaying {
+            if self.last_saved.elapsed() >= self.checkpoint_interval {
+                self.save_checkpoint()?;
+            } else {
+                let seq = self.state.steps;
+                self.journal
+                    .append(seq, step)
+                    .map_err(|source| PipelineError::Checkpoint {
+                        pipeline: self.spec.name.clone(),
+                        action: "append to the journal",
+                        path: self.journal.path().to_path_buf(),
+                        source,
+                    })?;
+            }
+        }
+
         // Readers see the changed rows only, not a fresh copy of the table.
         {
             let mut shared = self.results.write().expect("results lock");
@@ -862,8 +1016,6 @@ impl Pipeline {
                 shared.remove(key);
             }
         }
-        self.unsaved = true;
-        self.save_if_due()?;
         Ok(updates)
     }
 
@@ -987,6 +1139,9 @@ impl Pipeline {
                 .sync_all()
                 .map_err(|e| error("sync the directory of", dir, e))?;
         }
+        self.journal
+            .clear()
+            .map_err(|e| error("clear the journal after", &self.checkpoint_path, e))?;
         self.unsaved = false;
         self.last_saved = Instant::now();
         Ok(())

@@ -68,6 +68,11 @@ impl PipelineHandle {
         let task_stats = stats.clone();
         let task_updates = updates.clone();
         let task = tokio::spawn(async move {
+            if let Err(error) = pipeline.replay(&source).await {
+                tracing::error!(pipeline = %pipeline.name(), %error, "pipeline stopped");
+                return Err(error);
+            }
+            *task_stats.lock().expect("stats lock") = pipeline.stats();
             tracing::info!(pipeline = %pipeline.name(), offset = pipeline.next_offset(), "pipeline started");
             loop {
                 if *stopped.borrow() {

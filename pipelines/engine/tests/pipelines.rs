@@ -584,23 +584,87 @@ async fn checkpoint_interval_defers_writes_until_flush() {
     drop(reopened);
     first.flush().unwrap();
     first.process(&events[30..60], 1_000).await.unwrap();
-
-    // A crash here loses nothing: the replay from offset 30 ends where the
-    // first pipeline is.
-    let crash_dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, crash_dir.path().join(path.file_name().unwrap())).unwrap();
-    }
-    let mut replayed = open("deferred", &sql, crash_dir.path()).await;
-    assert_eq!(replayed.next_offset(), 30);
-    replayed.process(&events[..60], 1_000).await.unwrap();
-    assert_eq!(replayed.rows("acme"), first.rows("acme"));
+    let reopened = open("deferred", &sql, dir.path()).await;
+    assert_eq!(reopened.next_offset(), 30);
+    drop(reopened);
 
     first.flush().unwrap();
     let reopened = open("deferred", &sql, dir.path()).await;
     assert_eq!(reopened.next_offset(), 60);
     assert_eq!(reopened.rows("acme"), first.rows("acme"));
+}
+
+/// Copies the files of `dir` as they are, as a crash would leave them.
+fn crash_copy(dir: &Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+    }
+    copy
+}
+
+#[tokio::test]
+async fn crash_replay_takes_the_same_steps() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EventLog::open(log_dir.path(), LogOptions::default()).unwrap());
+    log.append_batch(vec![event_at("acme", 5), event_at("acme", 20)])
+        .unwrap();
+    let events = stored(vec![event_at("acme", 5), event_at("acme", 20)]);
+
+    // Live: the event at 5 s, an idle heartbeat at wall time 300 s that
+    // moves the watermark to 305 s, then the event at 20 s, which is past
+    // the 30 s lateness of minute 0 and dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let mut live = open("journaled", MINUTE_COUNTS, dir.path()).await;
+    live.set_checkpoint_interval(Duration::from_secs(3_600));
+    live.process(&events[..1], 0).await.unwrap();
+    assert_eq!(live.heartbeat(300_000).await.unwrap().len(), 1);
+    live.process(&events[1..], 301_000).await.unwrap();
+    assert_eq!(live.stats().dropped_late["out"], 1);
+
+    let crashed = crash_copy(dir.path());
+    let mut restarted = open("journaled", MINUTE_COUNTS, crashed.path()).await;
+    assert_eq!(restarted.next_offset(), 0);
+    assert_eq!(restarted.replay(&log).await.unwrap(), 3);
+    assert_eq!(restarted.next_offset(), 2);
+    assert_eq!(restarted.rows("acme"), live.rows("acme"));
+    assert_eq!(restarted.stats().dropped_late["out"], 1);
+    assert_eq!(restarted.watermark("acme"), live.watermark("acme"));
+
+    // Reading the log again in one batch would have counted the late event.
+    let other = tempfile::tempdir().unwrap();
+    let mut one_batch = open("journaled", MINUTE_COUNTS, other.path()).await;
+    one_batch.process(&events, 301_000).await.unwrap();
+    assert_eq!(one_batch.stats().dropped_late["out"], 0);
+
+    // After the replay, a flush empties the journal and a second restart
+    // has nothing to replay.
+    restarted.flush().unwrap();
+    let mut again = open("journaled", MINUTE_COUNTS, crashed.path()).await;
+    assert_eq!(again.next_offset(), 2);
+    assert_eq!(again.replay(&log).await.unwrap(), 0);
+    assert_eq!(again.rows("acme"), live.rows("acme"));
+}
+
+#[tokio::test]
+async fn stale_journal_is_ignored_without_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = open("stale", MINUTE_COUNTS, dir.path()).await;
+    first.set_checkpoint_interval(Duration::from_secs(3_600));
+    first
+        .process(&stored(vec![event_at("acme", 5)]), 0)
+        .await
+        .unwrap();
+    drop(first);
+    assert!(dir.path().join("stale.journal").exists());
+
+    // The pipeline is deleted (its checkpoint removed) and created again.
+    std::fs::remove_file(dir.path().join("stale.checkpoint.json")).unwrap();
+    let second = open("stale", MINUTE_COUNTS, dir.path()).await;
+    assert!(!dir.path().join("stale.journal").exists());
+    assert_eq!(second.next_offset(), 0);
+    assert!(second.rows("acme").is_empty());
 }
 
 #[tokio::test]
@@ -765,6 +829,26 @@ fn sql_errors_point_at_line_and_column() {
     );
     let e = error_of(&distinct);
     assert_eq!((e.line, e.column), (3, 42), "{e}");
+}
+
+#[test]
+fn source_options_reject_signs_and_repeats() {
+    for (options, expected) in [
+        ("max_result_rows = '+5'", "max_result_rows `+5`"),
+        ("max_open_windows = '+5'", "max_open_windows `+5`"),
+        (
+            "max_result_rows = '5', max_result_rows = '7'",
+            "option `max_result_rows` is given twice",
+        ),
+    ] {
+        let sql = MINUTE_COUNTS.replace(
+            "allowed_lateness = '30 seconds'",
+            &format!("allowed_lateness = '30 seconds', {options}"),
+        );
+        let error = error_of(&sql);
+        assert_eq!(error.line, 4, "{options}: {error}");
+        assert!(error.message.contains(expected), "{options}: {error}");
+    }
 }
 
 #[test]
