@@ -1068,3 +1068,72 @@ fn cli_export_invalid_file_writes_nothing() {
     assert!(stdout.contains("ok    "), "{stdout}");
     assert!(stdout.contains("b_bare.sql:"), "{stdout}");
 }
+
+#[tokio::test]
+async fn created_pipeline_ignores_leftover_state() {
+    let data = tempfile::tempdir().unwrap();
+    let options = HostOptions {
+        data_dir: Some(data.path().to_path_buf()),
+        ..app_options()
+    };
+    let host = Host::start_with(&app_manifest(), options.clone());
+    let a = register(&host, "ops@xi.example", "Xi").await;
+    let (status, body) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines",
+        &a.access,
+        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    post_events(&host, &a, vec![event("x-0", "click", "spring", *HOUR)]).await;
+    wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 1).await;
+    host.stop();
+
+    // A delete cut short by a crash: the SQL file is gone, the state stays.
+    // The checkpoint is marked so that restoring it would show.
+    let custom = data.path().join("pipelines/custom").join(&a.tenant_id);
+    std::fs::remove_file(custom.join("clicks_per_minute.sql")).unwrap();
+    std::fs::remove_file(custom.join("clicks_per_minute.json")).unwrap();
+    let checkpoint = data
+        .path()
+        .join("pipelines/state/custom")
+        .join(&a.tenant_id)
+        .join("clicks_per_minute.checkpoint.json");
+    let mut state: Value = serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    state["events_by_tenant"][&a.tenant_id] = json!(999_999);
+    std::fs::write(&checkpoint, serde_json::to_vec(&state).unwrap()).unwrap();
+
+    let host = Host::start_with(&app_manifest(), options);
+    let (status, _) = call(
+        &host,
+        "GET",
+        "/api/v1/pipelines/clicks_per_minute",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = call(
+        &host,
+        "POST",
+        "/api/v1/pipelines",
+        &a.access,
+        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let detail = wait_caught_up(&host, &a, "clicks_per_minute").await;
+    assert!(
+        detail["stats"]["events_read"].as_i64().unwrap() < 999_999,
+        "{detail}"
+    );
+    let rows = wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 1).await;
+    assert_eq!(rows.len(), 1);
+    let logs = host.stop();
+    assert!(
+        logs.contains("removed state left by an earlier pipeline"),
+        "{logs}"
+    );
+}

@@ -837,6 +837,29 @@ impl Inner {
             }
         }
 
+        // State left by an earlier pipeline of this name (a delete cut
+        // short by a crash) must not be restored into the new one.
+        let state_dir = self.state_dir(&owner);
+        for stale in [
+            state_dir.join(format!("{}.checkpoint.json", request.name)),
+            state_dir.join(format!("{}.journal", request.name)),
+        ] {
+            match std::fs::remove_file(&stale) {
+                Ok(()) => {
+                    tracing::warn!(file = %stale.display(), pipeline = %request.name, tenant = %request.tenant, "removed state left by an earlier pipeline of the same name");
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::error!(file = %stale.display(), error = %e, "failed to remove stale pipeline state");
+                    return error(
+                        500,
+                        "internal",
+                        "could not remove the old state of a pipeline with this name; see the host log",
+                    );
+                }
+            }
+        }
+
         let created_at = now_ms();
         let dir = self.custom_dir().join(&request.tenant);
         let stored = std::fs::create_dir_all(&dir)
@@ -976,12 +999,15 @@ impl Inner {
             tracing::warn!(pipeline = %name, error = %e, "pipeline had failed before it was deleted");
         }
         let dir = self.custom_dir().join(tenant);
+        // State first: a crash part-way then leaves a pipeline that starts
+        // over, never a checkpoint that a new pipeline of the same name
+        // would take for its own.
         let state_dir = self.state_dir(&key.0);
         for path in [
-            dir.join(format!("{name}.sql")),
-            dir.join(format!("{name}.json")),
             state_dir.join(format!("{name}.checkpoint.json")),
             state_dir.join(format!("{name}.journal")),
+            dir.join(format!("{name}.sql")),
+            dir.join(format!("{name}.json")),
         ] {
             if let Err(e) = std::fs::remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound

@@ -50,26 +50,35 @@ impl Journal {
 
     /// Reads the steps numbered above `seq`, in order. A last line cut
     /// short by a crash belongs to a step that was never published, so it
-    /// is cut off the file and not returned.
+    /// is cut off the file and not returned. A line that does not parse
+    /// before other valid lines is damage, not a crash: it is skipped with
+    /// a warning and the steps after it are kept.
     pub(crate) fn read_after(&mut self, seq: u64) -> io::Result<Vec<(u64, Step)>> {
         let bytes = match fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
+        let lines: Vec<&[u8]> = bytes.split_inclusive(|b| *b == b'\n').collect();
         let mut steps = Vec::new();
         let mut valid = 0;
-        for line in bytes.split_inclusive(|b| *b == b'\n') {
-            if !line.ends_with(b"\n") {
-                break;
+        for (index, line) in lines.iter().enumerate() {
+            let parsed = line
+                .ends_with(b"\n")
+                .then(|| serde_json::from_slice::<Line>(line).ok())
+                .flatten();
+            match parsed {
+                Some(parsed) => {
+                    if parsed.seq > seq {
+                        steps.push((parsed.seq, parsed.step));
+                    }
+                }
+                None if index + 1 == lines.len() => break,
+                None => {
+                    tracing::warn!(journal = %self.path.display(), line = index + 1, "skipped an unreadable line of the step journal; the steps around it are replayed, so results may differ slightly from before the restart");
+                }
             }
-            let Ok(parsed) = serde_json::from_slice::<Line>(line) else {
-                break;
-            };
             valid += line.len();
-            if parsed.seq > seq {
-                steps.push((parsed.seq, parsed.step));
-            }
         }
         if valid < bytes.len() {
             tracing::warn!(journal = %self.path.display(), kept = valid, dropped = bytes.len() - valid, "cut a torn tail off the step journal");
@@ -96,12 +105,13 @@ impl Journal {
         file.sync_data()
     }
 
-    /// Empties the journal once a checkpoint contains all its steps.
-    pub(crate) fn clear(&mut self) -> io::Result<()> {
+    /// Empties the journal once a checkpoint contains all its steps, and
+    /// returns whether there was a journal file.
+    pub(crate) fn clear(&mut self) -> io::Result<bool> {
         self.file = None;
         match fs::remove_file(&self.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -165,14 +175,54 @@ mod tests {
     }
 
     #[test]
+    fn damaged_middle_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.journal");
+        let mut journal = Journal::new(path.clone());
+        for seq in 1..=3 {
+            journal
+                .append(seq, Step::Heartbeat { now_ms: seq as i64 })
+                .unwrap();
+        }
+        let text = fs::read_to_string(&path).unwrap();
+        let damaged: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(i, line)| {
+                if i == 1 {
+                    "garbage {".to_string()
+                } else {
+                    line.to_string()
+                }
+            })
+            .collect();
+        fs::write(&path, damaged.join("\n") + "\n").unwrap();
+
+        let mut reopened = Journal::new(path.clone());
+        let steps = reopened.read_after(0).unwrap();
+        assert_eq!(
+            steps,
+            vec![
+                (1, Step::Heartbeat { now_ms: 1 }),
+                (3, Step::Heartbeat { now_ms: 3 })
+            ]
+        );
+        // The damaged file is left as it is for inspection.
+        assert_eq!(
+            fs::read_to_string(&path).unwrap(),
+            damaged.join("\n") + "\n"
+        );
+    }
+
+    #[test]
     fn clear_removes_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("p.journal");
         let mut journal = Journal::new(path.clone());
         journal.append(1, Step::Heartbeat { now_ms: 1 }).unwrap();
-        journal.clear().unwrap();
+        assert!(journal.clear().unwrap());
         assert!(!path.exists());
         assert!(journal.read_after(0).unwrap().is_empty());
-        journal.clear().unwrap();
+        assert!(!journal.clear().unwrap());
     }
 }

@@ -315,9 +315,12 @@ impl Pipeline {
         // the same name, so it is removed. A new pipeline writes an empty
         // checkpoint at once, so its own journal always has one to follow.
         let pending = if fresh {
-            journal
+            let removed = journal
                 .clear()
                 .map_err(|e| journal_error("remove the stale journal of", journal.path(), e))?;
+            if removed {
+                tracing::warn!(pipeline = %name, journal = %journal.path().display(), "removed a step journal that had no checkpoint; the pipeline starts from offset 0");
+            }
             Vec::new()
         } else {
             journal
