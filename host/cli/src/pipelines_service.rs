@@ -839,11 +839,7 @@ impl Inner {
 
         // State left by an earlier pipeline of this name (a delete cut
         // short by a crash) must not be restored into the new one.
-        let state_dir = self.state_dir(&owner);
-        for stale in [
-            state_dir.join(format!("{}.checkpoint.json", request.name)),
-            state_dir.join(format!("{}.journal", request.name)),
-        ] {
+        for stale in Pipeline::state_files(&self.state_dir(&owner), &request.name) {
             match std::fs::remove_file(&stale) {
                 Ok(()) => {
                     tracing::warn!(file = %stale.display(), pipeline = %request.name, tenant = %request.tenant, "removed state left by an earlier pipeline of the same name");
@@ -1002,10 +998,10 @@ impl Inner {
         // State first: a crash part-way then leaves a pipeline that starts
         // over, never a checkpoint that a new pipeline of the same name
         // would take for its own.
-        let state_dir = self.state_dir(&key.0);
+        let [checkpoint, journal] = Pipeline::state_files(&self.state_dir(&key.0), name);
         for path in [
-            state_dir.join(format!("{name}.checkpoint.json")),
-            state_dir.join(format!("{name}.journal")),
+            checkpoint,
+            journal,
             dir.join(format!("{name}.sql")),
             dir.join(format!("{name}.json")),
         ] {

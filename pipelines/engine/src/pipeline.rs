@@ -264,8 +264,8 @@ impl Pipeline {
             path: state_dir.to_path_buf(),
             source,
         })?;
-        let checkpoint_path = state_dir.join(format!("{name}.checkpoint.json"));
-        let mut journal = Journal::new(state_dir.join(format!("{name}.journal")));
+        let [checkpoint_path, journal_path] = Pipeline::state_files(state_dir, &name);
+        let mut journal = Journal::new(journal_path);
         let journal_error =
             |action: &'static str, path: &Path, source: std::io::Error| PipelineError::Checkpoint {
                 pipeline: name.clone(),
@@ -362,6 +362,16 @@ impl Pipeline {
             pipeline.save_checkpoint()?;
         }
         Ok(pipeline)
+    }
+
+    /// Returns the files that pipeline `name` keeps in `state_dir`: its
+    /// checkpoint and its step journal. Removing both makes a pipeline of
+    /// that name start from offset 0.
+    pub fn state_files(state_dir: &Path, name: &str) -> [PathBuf; 2] {
+        [
+            state_dir.join(format!("{name}.checkpoint.json")),
+            state_dir.join(format!("{name}.journal")),
+        ]
     }
 
     /// Makes the pipeline read only `tenant`'s events: a pipeline a tenant
@@ -798,8 +808,9 @@ impl Pipeline {
     }
 
     fn insert_result(&mut self, row: Arc<ResultRow>) {
-        let id = (row.output.clone(), row.tenant.clone());
-        if self.state.results.insert(row.key.clone(), row).is_none() {
+        let previous = self.state.results.insert(row.key.clone(), row.clone());
+        if previous.is_none() {
+            let id = (row.output.clone(), row.tenant.clone());
             *self.row_counts.entry(id).or_default() += 1;
         }
     }
