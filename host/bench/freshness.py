@@ -121,7 +121,8 @@ def main():
             started = time.perf_counter()
             status, reply = request(port, "POST", "/api/v1/events", {"events": [{
                 "type": "sent", "campaign": "fresh", "occurred_at": now_ms}]}, token)
-            assert status == 200 and reply["accepted"] == 1, (status, reply)
+            assert status == 200, (status, reply)
+            assert reply["accepted"] == 1, reply
             while True:
                 arrived, data = updates.get(timeout=30)
                 if data.get("row", {}).get("sent") == n:

@@ -202,7 +202,7 @@ async fn audit_records_reach_the_event_log() {
     assert_eq!(events[0]["properties"]["actor"], other.user_id);
 }
 
-/// Every event id of the caller in the log, read page by page.
+/// Reads every event id of the caller in the log, page by page.
 async fn logged_ids(host: &Host, token: &str) -> Vec<String> {
     let mut ids = Vec::new();
     let mut from = 0u64;
@@ -223,7 +223,7 @@ async fn logged_ids(host: &Host, token: &str) -> Vec<String> {
     }
 }
 
-/// Posts batches until the host stops answering and returns the ids of
+/// Posts batches until the host stops responding and returns the ids of
 /// every event the host acknowledged.
 async fn ingest_until_killed(url: String, token: String, prefix: String) -> Vec<String> {
     let mut acknowledged = Vec::new();
@@ -341,7 +341,7 @@ async fn acknowledged_events_survive_repeated_kills_during_ingest() {
     );
 }
 
-/// The events table of a runtime config that puts the log on Fluvio.
+/// Builds the events table of a runtime config that puts the log on Fluvio.
 fn fluvio_config(endpoint: &str, topic: &str) -> String {
     format!("[events]\nbackend = \"fluvio\"\nendpoint = \"{endpoint}\"\ntopic = \"{topic}\"\n")
 }
@@ -364,8 +364,8 @@ fn unreachable_fluvio_cluster_stops_start_up() {
 }
 
 /// Runs against the Fluvio cluster in `COPYCAR_FLUVIO_ENDPOINT`
-/// (`pipelines/fluvio/cluster.sh start` runs one on 127.0.0.1), and says
-/// so and passes when none is configured.
+/// (`pipelines/fluvio/cluster.sh start` runs one on 127.0.0.1). It prints a
+/// notice and passes when none is configured.
 #[tokio::test]
 async fn events_and_pipelines_run_on_fluvio() {
     let Ok(endpoint) = std::env::var("COPYCAR_FLUVIO_ENDPOINT") else {

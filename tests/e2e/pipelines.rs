@@ -1,8 +1,8 @@
-//! Streaming SQL pipelines in the running host: the shipped pipelines count
-//! each tenant's events apart and take late replies; custom pipelines are
-//! validated, created, paused, resumed and deleted over the API; results
-//! are pushed over server-sent events; and a restarted host resumes from
-//! the checkpoints without counting an event twice.
+//! Streaming SQL pipelines in the running host. The shipped pipelines count
+//! each tenant's events apart and take late replies. Custom pipelines are
+//! validated, created, paused, resumed and deleted over the API, and
+//! results are pushed over server-sent events. A restarted host resumes
+//! from its checkpoints and journals without counting an event twice.
 
 use crate::auth::{Account, register};
 use crate::support::{Host, HostOptions, app_manifest, app_options, client};
@@ -57,8 +57,8 @@ async fn post_events(host: &Host, account: &Account, events: Vec<Value>) {
     assert_eq!(body["rejected"], 0, "{body}");
 }
 
-/// How many events the log holds for the caller (its audit records
-/// included), which is what a pipeline reading all of them counts.
+/// Counts the caller's events in the log, audit records included, which is
+/// what a pipeline reading all of them counts.
 async fn logged_events(host: &Host, account: &Account) -> i64 {
     let (status, body) = call(
         host,
@@ -134,7 +134,7 @@ async fn wait_rows(
     }
 }
 
-/// The row of `campaign` in the window starting at `start`.
+/// Finds the row of `campaign` in the window starting at `start`.
 fn row_at<'a>(rows: &'a [Value], campaign: &str, start: i64) -> Option<&'a Value> {
     rows.iter()
         .find(|r| r["window_start"] == start && r["row"]["campaign"] == campaign)
@@ -145,7 +145,7 @@ fn close(a: &Value, b: f64) -> bool {
 }
 
 #[tokio::test]
-async fn shipped_pipelines_count_per_tenant_and_take_late_replies() {
+async fn shipped_pipelines_count_late_replies() {
     let host = Host::start_with(&app_manifest(), app_options());
     let a = register(&host, "ops@alpha.example", "Alpha").await;
     let b = register(&host, "ops@beta.example", "Beta").await;
@@ -774,7 +774,7 @@ async fn stop_writes_checkpoints_and_crash_replays() {
 }
 
 #[tokio::test]
-async fn long_operator_chains_are_refused_and_the_host_stays_up() {
+async fn long_operator_chains_are_rejected() {
     let host = Host::start_with(&app_manifest(), app_options());
     let a = register(&host, "chains@theta.example", "Theta").await;
 

@@ -492,8 +492,8 @@ impl Stream {
         let _ = body.close().await;
     }
 
-    /// One long poll: the frames to send, or the last frames before the
-    /// stream ends.
+    /// Runs one long poll and returns the frames to send, or as an error
+    /// the last frames before the stream ends.
     async fn poll(&mut self, left: Duration) -> Result<Vec<u8>, Vec<u8>> {
         let wait = (left.as_millis() as u64).min(POLL_MS);
         let (name, tenant) = (&self.name, &self.tenant);

@@ -56,7 +56,7 @@ pub(crate) fn run(command: PipelinesCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The `.sql` files named by `paths`, folders expanded, sorted.
+/// Lists the `.sql` files named by `paths`, folders expanded, sorted.
 fn pipeline_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
@@ -69,7 +69,7 @@ fn pipeline_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                 .collect();
             found.sort();
             if found.is_empty() {
-                anyhow::bail!("{} holds no .sql files", path.display());
+                anyhow::bail!("{} contains no .sql files", path.display());
             }
             files.extend(found);
         } else if path.exists() {

@@ -247,8 +247,8 @@ struct Inner {
 
 /// Result streams one tenant may hold open at once.
 const MAX_STREAMS_PER_TENANT: usize = 8;
-/// Result streams open at once over all tenants. Each holds a component
-/// instance, so this keeps streams from taking every instance.
+/// Result streams open at once over all tenants. Each keeps a component
+/// instance busy, so this keeps streams from taking every instance.
 const MAX_STREAMS: usize = 64;
 /// A stream lease lapses when no poll renews it for this long, so a stream
 /// whose instance was stopped frees its place.
@@ -540,7 +540,7 @@ impl Inner {
     /// Returns how far behind the log the pipeline is: the age of the
     /// oldest event it has not read yet, 0 when it has read everything.
     fn lag_ms(&self, next_offset: u64) -> i64 {
-        // A Fluvio backend answers over the network, so leave the worker
+        // A Fluvio backend replies over the network, so leave the worker
         // thread to other tasks meanwhile.
         tokio::task::block_in_place(|| self.lag_ms_blocking(next_offset))
     }
@@ -694,8 +694,8 @@ impl InternalService for PipelinesService {
 }
 
 impl Inner {
-    /// The pipeline `name` as `tenant` sees it: its own custom one first,
-    /// else a shipped one.
+    /// Finds the pipeline `name` visible to `tenant`: its own custom one
+    /// first, else a shipped one.
     fn find_key(entries: &BTreeMap<Key, Entry>, tenant: &str, name: &str) -> Option<Key> {
         let own = (Owner::Tenant(tenant.to_string()), name.to_string());
         if entries.contains_key(&own) {
@@ -897,8 +897,8 @@ impl Inner {
         reply(201, self.describe(entry, &request.tenant, true))
     }
 
-    /// Looks up a custom pipeline of `tenant` for a change, or answers why
-    /// it cannot be changed.
+    /// Looks up a custom pipeline of `tenant` for a change, or returns the
+    /// response that says why it cannot be changed.
     fn own_key(
         entries: &BTreeMap<Key, Entry>,
         tenant: &str,

@@ -54,7 +54,7 @@ pub struct RuntimeConfig {
     pub events: EventsSection,
 }
 
-/// The backend that holds the event log.
+/// The backend that stores the event log.
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum EventsBackend {

@@ -1,7 +1,7 @@
-//! Measures what open windows cost: resident memory and checkpoint size as
-//! the shipped `campaign_hourly` pipeline keeps more and more windows of one
-//! tenant, how long a micro-batch takes at each size, and how long writing
-//! the whole checkpoint after it takes.
+//! Measures what open windows cost as the shipped `campaign_hourly`
+//! pipeline keeps more and more windows of one tenant. At each size it
+//! prints resident memory, checkpoint size, the time of a micro-batch and
+//! the time of writing the whole checkpoint after it.
 //!
 //! Every event has its own campaign in the same hour, so each opens one
 //! window and one result row. Linux only: memory is read from

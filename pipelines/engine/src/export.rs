@@ -14,7 +14,7 @@ use crate::parse::{normalize, parse_pipeline};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
-/// Where the exported pipeline reads events.
+/// The Fluvio topic and cluster an exported pipeline reads events from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArroyoTarget {
     /// The Fluvio topic the events are produced to.
@@ -188,10 +188,10 @@ pub fn export_arroyo(name: &str, sql: &str, target: &ArroyoTarget) -> Result<Str
     Ok(out)
 }
 
-/// Where to add `tenant` so each aggregation keeps tenants apart, as the
-/// embedded engine does by itself: after the first top-level SELECT and
-/// after GROUP BY of every INSERT and bare SELECT statement, unless its
-/// GROUP BY already names `tenant`.
+/// Finds where to add `tenant` so each aggregation keeps tenants apart, as
+/// the embedded engine does by itself. That is after the first top-level
+/// SELECT and after GROUP BY of every INSERT and bare SELECT statement,
+/// unless its GROUP BY already names `tenant`.
 fn tenant_insertions(significant: &[&TokenWithSpan]) -> Vec<Location> {
     let mut found = Vec::new();
     let mut statements: Vec<&[&TokenWithSpan]> = Vec::new();
@@ -267,7 +267,7 @@ fn is_word(token: &Token, keyword: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword))
 }
 
-/// A SQL string literal.
+/// Quotes `text` as a SQL string literal.
 fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }

@@ -46,7 +46,7 @@ pub struct PipelineSpec {
 }
 
 impl PipelineSpec {
-    /// The sink tables the pipeline writes, in file order.
+    /// Returns the sink tables the pipeline writes, in file order.
     pub fn sinks(&self) -> Vec<String> {
         self.outputs.iter().map(|o| o.sink.clone()).collect()
     }

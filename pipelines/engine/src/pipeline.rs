@@ -503,7 +503,7 @@ impl Pipeline {
         self.state.next_offset
     }
 
-    /// The watermark of `tenant`'s events.
+    /// Returns the watermark of `tenant`'s events.
     pub fn watermark(&self, tenant: &str) -> Option<i64> {
         self.state.clocks.get(tenant).and_then(|c| c.watermark)
     }

@@ -26,11 +26,11 @@ fn endpoint(test: &str) -> Option<String> {
 /// Returns a topic name no earlier run used.
 ///
 /// NOTE: the tests leave their topics on the cluster, and `cluster.sh start`
-/// starts with empty data. Against a cluster built from the Fluvio source at
-/// commit bcce9f2 (platform 0.18.2-dev-1), deleting the test topics at the
-/// end of each test delayed the SC response to a later topic creation from
-/// the same process until the client timed out after 60 s. The cause is not
-/// known.
+/// starts with empty data. The cluster was built from the Fluvio source at
+/// commit bcce9f2 (platform 0.18.2-dev-1). There, deleting the test topics
+/// at the end of each test delayed the SC response to a later topic
+/// creation from the same process until the client timed out after 60 s.
+/// The cause is not known.
 fn unique_topic(prefix: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
