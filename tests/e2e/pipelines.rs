@@ -453,11 +453,64 @@ async fn custom_pipeline_is_validated_paused_resumed_and_deleted() {
     wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 5).await;
     wait_caught_up(&host, &a, "clicks_per_minute").await;
 
+    // Pages of two rows follow `next` through every row exactly once.
+    post_events(
+        &host,
+        &a,
+        (0..6)
+            .map(|n| {
+                event(
+                    &format!("p-{n}"),
+                    "click",
+                    &format!("page-{n}"),
+                    *HOUR + n * 60_000,
+                )
+            })
+            .collect(),
+    )
+    .await;
+    let all = wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 11).await;
+    let mut expected: Vec<String> = all.iter().map(|r| r["key"].to_string()).collect();
+    expected.sort();
+    let mut paged = Vec::new();
+    let mut pages = 0;
+    let mut query = "?limit=2".to_string();
+    loop {
+        let (status, page) = call(
+            &host,
+            "GET",
+            &format!("/api/v1/pipelines/clicks_per_minute/results{query}"),
+            &a.access,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let rows = page["rows"].as_array().unwrap();
+        assert!(rows.len() <= 2, "{page}");
+        paged.extend(rows.iter().map(|r| r["key"].to_string()));
+        match page["next"].as_str() {
+            Some(next) => {
+                assert_eq!(page["truncated"], true, "{page}");
+                query = format!("?limit=2&after={next}");
+            }
+            None => {
+                assert_eq!(page["truncated"], false, "{page}");
+                break;
+            }
+        }
+    }
+    assert_eq!(all.len(), 7, "one row for spring and one per page campaign");
+    assert_eq!(pages, 4);
+    paged.sort();
+    assert_eq!(paged, expected);
+
     // Bad result queries name the parameter.
     for (query, field) in [
         ("?limit=0", "limit"),
         ("?closed=maybe", "closed"),
         ("?output=nope", "output"),
+        ("?after=not-a-cursor", "after"),
     ] {
         let (status, body) = call(
             &host,

@@ -9,8 +9,9 @@
 //! - `GET /api/v1/pipelines/{name}`: one pipeline with its SQL.
 //! - `POST /api/v1/pipelines/{name}/pause` and `/resume`, `DELETE
 //!   /api/v1/pipelines/{name}` (admin): the tenant's own pipelines only.
-//! - `GET /api/v1/pipelines/{name}/results?output=&limit=&closed=`: current
-//!   rows, newest window first.
+//! - `GET /api/v1/pipelines/{name}/results?output=&limit=&closed=&after=`:
+//!   current rows, newest window first. A truncated page carries `next`,
+//!   which `after` takes to fetch the rows that follow.
 //! - `GET /api/v1/pipelines/{name}/stream?output=`: server-sent events. The
 //!   stream opens with a `snapshot` event (the current rows), then sends an
 //!   `update` event per row change. Event ids are `<epoch>:<seq>`; a client
@@ -127,7 +128,7 @@ async fn route(request: &Request, segments: &[&str]) -> ApiResult {
         }
         (Method::Get, [name, "results"]) => {
             check_name(name)?;
-            let query = forwarded_query(request, &["output", "limit", "closed"])?;
+            let query = forwarded_query(request, &["output", "limit", "closed", "after"])?;
             (
                 Method::Get,
                 format!("/v1/pipelines/{name}/results?tenant={tenant}{query}"),

@@ -1042,6 +1042,21 @@ impl Inner {
                 );
             }
         };
+        let after = match query.get("after").map(|c| Cursor::parse(c)) {
+            None => None,
+            Some(Some(cursor)) => Some(cursor),
+            Some(None) => {
+                tracing::info!(
+                    tenant,
+                    pipeline = name,
+                    "rejected an invalid results cursor"
+                );
+                return reply(
+                    400,
+                    json!({"error": "after must be the `next` value of an earlier page", "code": "invalid", "field": "after"}),
+                );
+            }
+        };
         let entries = self.entries.lock().await;
         let Some(key) = Self::find_key(&entries, tenant, name) else {
             return Self::not_found(name);
@@ -1063,11 +1078,17 @@ impl Inner {
             .into_iter()
             .filter(|r| query.get("output").is_none_or(|o| &r.output == o))
             .filter(|r| closed.is_none_or(|c| r.closed == c))
+            .filter(|r| after.as_ref().is_none_or(|a| a.precedes(r)))
             .collect();
-        // Newest windows first.
+        // Newest windows first. Row keys are unique, so the order is total
+        // and a page resumes exactly after its cursor.
         rows.sort_by(|a, b| b.window_start.cmp(&a.window_start).then(a.key.cmp(&b.key)));
         let truncated = rows.len() > limit;
         rows.truncate(limit);
+        let next = match rows.last() {
+            Some(last) if truncated => Value::String(Cursor::of(last).to_string()),
+            _ => Value::Null,
+        };
         let rows: Vec<Value> = rows
             .into_iter()
             .map(|r| {
@@ -1076,7 +1097,7 @@ impl Inner {
             .collect();
         reply(
             200,
-            json!({"pipeline": name, "epoch": entry.feed.epoch, "seq": seq, "rows": rows, "truncated": truncated}),
+            json!({"pipeline": name, "epoch": entry.feed.epoch, "seq": seq, "rows": rows, "truncated": truncated, "next": next}),
         )
     }
 
@@ -1242,6 +1263,51 @@ fn write_meta(dir: &Path, name: &str, meta: &CustomMeta) -> std::io::Result<()> 
     )
 }
 
+/// A position in the results order (newest window first, then row key),
+/// written as `<window_start>.<row key in hex>` so it survives a URL as is.
+#[derive(Debug, PartialEq)]
+struct Cursor {
+    window_start: i64,
+    key: String,
+}
+
+impl Cursor {
+    fn of(row: &ResultRow) -> Self {
+        Self {
+            window_start: row.window_start,
+            key: row.key.clone(),
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        let (start, hex) = text.split_once('.')?;
+        if hex.is_empty() || hex.len() % 2 != 0 {
+            return None;
+        }
+        let bytes = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        Some(Self {
+            window_start: start.parse().ok()?,
+            key: String::from_utf8(bytes).ok()?,
+        })
+    }
+
+    /// Returns whether `row` comes after this position.
+    fn precedes(&self, row: &ResultRow) -> bool {
+        row.window_start < self.window_start
+            || (row.window_start == self.window_start && row.key > self.key)
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.", self.window_start)?;
+        self.key.bytes().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1301,6 +1367,38 @@ mod tests {
         assert!(check_tenant("t-1_A").is_ok());
         for bad in ["", "a/b", "..", "a b", &"x".repeat(65)] {
             assert!(check_tenant(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cursor_round_trips_and_orders_rows() {
+        let row = |start: i64, key: &str| ResultRow {
+            output: "out".into(),
+            tenant: "t".into(),
+            key: key.into(),
+            window_start: start,
+            window_end: start + 10,
+            row: Default::default(),
+            closed: false,
+        };
+        let cursor = Cursor::of(&row(-5, "out\u{1f}é\u{1f}x"));
+        let text = cursor.to_string();
+        assert!(text.starts_with("-5."), "{text}");
+        assert!(
+            text.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        );
+        assert_eq!(Cursor::parse(&text), Some(cursor));
+
+        let cursor = Cursor::parse(&Cursor::of(&row(100, "b")).to_string()).unwrap();
+        assert!(!cursor.precedes(&row(100, "b")), "the cursor's own row");
+        assert!(!cursor.precedes(&row(100, "a")));
+        assert!(!cursor.precedes(&row(200, "z")), "a newer window");
+        assert!(cursor.precedes(&row(100, "c")));
+        assert!(cursor.precedes(&row(99, "a")));
+
+        for bad in ["", "12", "12.", "x.61", "12.6", "12.zz", "12.ff"] {
+            assert_eq!(Cursor::parse(bad), None, "{bad}");
         }
     }
 }
