@@ -1086,6 +1086,37 @@ fn cli_checks_and_exports_shipped_pipelines() {
 }
 
 #[test]
+fn cli_check_warns_over_tenant_cap() {
+    let input = tempfile::tempdir().unwrap();
+    let big = CLICKS.replace(
+        "allowed_lateness = '30 days'",
+        "allowed_lateness = '30 days', max_result_rows = '600000'",
+    );
+    std::fs::write(input.path().join("big.sql"), big).unwrap();
+    std::fs::write(input.path().join("small.sql"), CLICKS).unwrap();
+
+    let output = copycar(&["pipelines", "check", input.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "a warning is not an error: {stdout}"
+    );
+    assert!(
+        stdout.contains("big.sql: writes clicks; room for 600000 windows and rows"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("small.sql: writes clicks; room for 100000"),
+        "{stdout}"
+    );
+    assert_eq!(stdout.matches("warn  ").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("warn  ") && stdout.contains("big.sql: over the 500000"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn cli_export_invalid_file_writes_nothing() {
     let input = tempfile::tempdir().unwrap();
     std::fs::write(input.path().join("a_clicks.sql"), CLICKS).unwrap();

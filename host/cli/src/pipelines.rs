@@ -1,5 +1,6 @@
 //! `copycar pipelines`: check pipeline files, or export them for Arroyo.
 
+use crate::pipelines_service::MAX_WINDOWS_PER_TENANT;
 use clap::{Args, Subcommand, ValueEnum};
 use copycar_pipelines::{ArroyoTarget, Pipeline, PipelineError, export_arroyo, parse_pipeline};
 use std::io::Read;
@@ -124,11 +125,21 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     for path in &files {
         let (name, sql) = read(path)?;
         match plan(&runtime, &name, &sql) {
-            Ok(pipeline) => println!(
-                "ok    {}: writes {}",
-                path.display(),
-                pipeline.spec().sinks().join(", ")
-            ),
+            Ok(pipeline) => {
+                let capacity = pipeline.spec().window_capacity();
+                println!(
+                    "ok    {}: writes {}; room for {capacity} windows and rows",
+                    path.display(),
+                    pipeline.spec().sinks().join(", ")
+                );
+                // Shipped pipelines have no such cap, so this is only a warning.
+                if capacity > MAX_WINDOWS_PER_TENANT {
+                    println!(
+                        "warn  {}: over the {MAX_WINDOWS_PER_TENANT} that a tenant's own pipelines share, so the API would reject it; lower max_open_windows or max_result_rows",
+                        path.display()
+                    );
+                }
+            }
             Err(PipelineError::Sql { source, .. }) => {
                 failed += 1;
                 println!(

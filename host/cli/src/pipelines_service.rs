@@ -51,7 +51,7 @@ const MAX_CUSTOM_PER_TENANT: usize = 10;
 /// counted per pipeline as its outputs times the larger of
 /// `max_open_windows` and `max_result_rows`. Both are kept in memory, so
 /// this bounds what one tenant's pipelines can take.
-const MAX_WINDOWS_PER_TENANT: usize = 500_000;
+pub(crate) const MAX_WINDOWS_PER_TENANT: usize = 500_000;
 /// Largest pipeline SQL, in bytes.
 const MAX_SQL_BYTES: usize = 64 * 1024;
 /// Row changes kept per pipeline and tenant for long polls; a client
