@@ -182,6 +182,7 @@ struct Entry {
 impl Entry {
     fn state_name(&self) -> &'static str {
         match &self.status {
+            Status::Running(handle) if handle.is_replaying() => "replaying",
             Status::Running(_) => "running",
             Status::Paused(_) => "paused",
             Status::Failed(_) => "failed",

@@ -391,6 +391,12 @@ impl Pipeline {
         self.checkpoint_interval = interval;
     }
 
+    /// Returns the number of journaled steps that [`Pipeline::replay`] has
+    /// yet to take.
+    pub fn steps_to_replay(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Takes again the journaled steps that the checkpoint does not contain,
     /// reading their events from `source`, and returns how many it took.
     /// Call it before the first new step; [`crate::PipelineHandle`] does.

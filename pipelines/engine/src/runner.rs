@@ -4,6 +4,7 @@ use crate::error::PipelineError;
 use crate::pipeline::{Pipeline, PipelineStats, ResultRow, Update, rows_of};
 use copycar_events::EventSource;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, watch};
@@ -40,6 +41,8 @@ pub struct PipelineHandle {
     name: String,
     results: Arc<RwLock<BTreeMap<String, Arc<ResultRow>>>>,
     stats: Arc<Mutex<PipelineStats>>,
+    /// True until the steps journaled before a crash are replayed.
+    replaying: Arc<AtomicBool>,
     updates: broadcast::Sender<Update>,
     stop: watch::Sender<bool>,
     task: JoinHandle<Result<(), PipelineError>>,
@@ -65,10 +68,15 @@ impl PipelineHandle {
         let (updates, _) = broadcast::channel(options.channel_capacity.max(1));
         let (stop, mut stopped) = watch::channel(false);
 
+        let replaying = Arc::new(AtomicBool::new(pipeline.steps_to_replay() > 0));
+
         let task_stats = stats.clone();
         let task_updates = updates.clone();
+        let task_replaying = replaying.clone();
         let task = tokio::spawn(async move {
-            if let Err(error) = pipeline.replay(&source).await {
+            let replayed = pipeline.replay(&source).await;
+            task_replaying.store(false, Ordering::Release);
+            if let Err(error) = replayed {
                 tracing::error!(pipeline = %pipeline.name(), %error, "pipeline stopped");
                 return Err(error);
             }
@@ -134,6 +142,7 @@ impl PipelineHandle {
             name,
             results,
             stats,
+            replaying,
             updates,
             stop,
             task,
@@ -163,6 +172,12 @@ impl PipelineHandle {
 
     pub fn stats(&self) -> PipelineStats {
         self.stats.lock().expect("stats lock").clone()
+    }
+
+    /// Returns whether the steps journaled before a crash are still being
+    /// replayed, so the rows are not yet complete.
+    pub fn is_replaying(&self) -> bool {
+        self.replaying.load(Ordering::Acquire)
     }
 
     /// Stops after the current micro-batch and writes the checkpoint.

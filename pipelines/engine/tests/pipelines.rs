@@ -7,7 +7,7 @@
 //! response: 404 is a bounce, 304 a delivery, a 200 for an image an open and
 //! any other 200 a click.
 
-use copycar_events::{Event, EventLog, EventType, LogOptions, StoredEvent};
+use copycar_events::{Event, EventLog, EventSource, EventType, LogOptions, StoredEvent};
 use copycar_pipelines::{
     Pipeline, PipelineHandle, ResultRow, RunOptions, SqlError, UpdateOp, parse_pipeline,
 };
@@ -665,6 +665,82 @@ async fn stale_journal_is_ignored_without_checkpoint() {
     assert!(!dir.path().join("stale.journal").exists());
     assert_eq!(second.next_offset(), 0);
     assert!(second.rows("acme").is_empty());
+}
+
+/// The real log behind a gate: reads wait until the gate opens, so a test
+/// can look at a handle while its replay is under way.
+struct GatedLog {
+    log: Arc<EventLog>,
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+}
+
+impl GatedLog {
+    fn open_gate(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl EventSource for GatedLog {
+    type Error = copycar_events::LogError;
+
+    fn read_from(&self, offset: u64, max: usize) -> Result<Vec<StoredEvent>, Self::Error> {
+        let mut open = self.open.lock().unwrap();
+        while !*open {
+            open = self.opened.wait(open).unwrap();
+        }
+        drop(open);
+        self.log.read_from(offset, max)
+    }
+}
+
+#[tokio::test]
+async fn handle_reports_replay_until_done() {
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EventLog::open(log_dir.path(), LogOptions::default()).unwrap());
+    log.append_batch(trace_events()[..20].to_vec()).unwrap();
+    let events = stored(trace_events()[..20].to_vec());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut live = open("gated", MINUTE_COUNTS, dir.path()).await;
+    live.set_checkpoint_interval(Duration::from_secs(3_600));
+    live.process(&events[..10], 0).await.unwrap();
+    live.process(&events[10..], 0).await.unwrap();
+    let crashed = crash_copy(dir.path());
+
+    let gated = Arc::new(GatedLog {
+        log: log.clone(),
+        open: std::sync::Mutex::new(false),
+        opened: std::sync::Condvar::new(),
+    });
+    let restarted = open("gated", MINUTE_COUNTS, crashed.path()).await;
+    assert_eq!(restarted.steps_to_replay(), 2);
+    let handle = PipelineHandle::start(restarted, gated.clone(), RunOptions::default());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        handle.is_replaying(),
+        "the replay cannot read past the gate"
+    );
+    assert_eq!(handle.stats().next_offset, 0);
+
+    gated.open_gate();
+    wait_for_offset(&handle, 20).await;
+    assert!(!handle.is_replaying());
+    // Rows are not compared: the live loop's first heartbeat runs at today's
+    // clock and expires these 2015 windows.
+    assert_eq!(handle.stats().events_read, live.stats().events_read);
+    handle.stop().await.unwrap();
+
+    // Without journaled steps there is nothing to replay.
+    let fresh = tempfile::tempdir().unwrap();
+    let handle = PipelineHandle::start(
+        open("gated", MINUTE_COUNTS, fresh.path()).await,
+        log.clone(),
+        RunOptions::default(),
+    );
+    assert!(!handle.is_replaying());
+    handle.stop().await.unwrap();
 }
 
 #[tokio::test]
