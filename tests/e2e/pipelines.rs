@@ -733,12 +733,29 @@ async fn restarted_host_resumes_pipelines_without_counting_twice() {
     .await;
     wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 4).await;
     wait_rows(&host, &a, "campaign_hourly", |rows| !rows.is_empty()).await;
+    let (_, before) = call(&host, "GET", "/api/v1/pipelines", &a.access, None).await;
     // SIGKILL: the checkpoints written so far are all there is.
     drop(host);
 
     let host = Host::start_with(&app_manifest(), options);
     let rows = wait_rows(&host, &a, "clicks_per_minute", |_| true).await;
     assert_eq!(clicks(&rows), 4, "rows after restart: {rows:?}");
+    let (_, after) = call(&host, "GET", "/api/v1/pipelines", &a.access, None).await;
+    let created = |list: &Value| -> Vec<(String, i64)> {
+        let mut all: Vec<(String, i64)> = list["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let name = p["name"].as_str().unwrap().to_string();
+                (name, p["created_at"].as_i64().unwrap())
+            })
+            .collect();
+        all.sort();
+        all
+    };
+    assert_eq!(created(&before).len(), 4, "{before}");
+    assert_eq!(created(&after), created(&before), "creation times moved");
     post_events(
         &host,
         &a,

@@ -315,8 +315,15 @@ impl PipelinesService {
             }
             let sql = std::fs::read_to_string(&path)
                 .map_err(|e| anyhow::anyhow!("failed to read {}: {e}", path.display()))?;
+            // A shipped pipeline dates from its file, so the time stays the
+            // same across restarts.
+            let created_at = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or_else(now_ms, |d| d.as_millis() as i64);
             inner
-                .install(Owner::Shipped, name, sql, now_ms(), false)
+                .install(Owner::Shipped, name, sql, created_at, false)
                 .await;
         }
 
@@ -352,13 +359,22 @@ impl PipelinesService {
                         continue;
                     }
                 };
-                let meta: CustomMeta = std::fs::read(path.with_extension("json"))
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok())
-                    .unwrap_or(CustomMeta {
-                        paused: false,
-                        created_at: now_ms(),
+                let meta_path = path.with_extension("json");
+                let meta = std::fs::read(&meta_path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        serde_json::from_slice::<CustomMeta>(&b).map_err(|e| e.to_string())
                     });
+                let meta = match meta {
+                    Ok(meta) => meta,
+                    Err(error) => {
+                        tracing::warn!(file = %meta_path.display(), error, "failed to read a custom pipeline's settings; it runs unpaused with a new creation time");
+                        CustomMeta {
+                            paused: false,
+                            created_at: now_ms(),
+                        }
+                    }
+                };
                 inner
                     .install(
                         Owner::Tenant(tenant.clone()),
