@@ -85,6 +85,11 @@ pub enum EventError {
          milliseconds (not microseconds) of when the event happened"
     )]
     InFuture(i64),
+    #[error(
+        "field `occurred_at` is {0}, before 2000-01-01T00:00:00Z; send Unix milliseconds \
+         (not seconds) of when the event happened"
+    )]
+    TooOld(i64),
     #[error("field `properties` is {len} bytes as JSON, over the maximum of {max}")]
     PropertiesTooLarge { len: usize, max: usize },
     #[error(
@@ -118,7 +123,9 @@ impl EventError {
             | EventError::Missing { field }
             | EventError::InvalidType { field, .. }
             | EventError::DuplicateField { field } => Some(field),
-            EventError::NegativeTime(_) | EventError::InFuture(_) => Some("occurred_at"),
+            EventError::NegativeTime(_) | EventError::InFuture(_) | EventError::TooOld(_) => {
+                Some("occurred_at")
+            }
             EventError::PropertiesTooLarge { .. } => Some("properties"),
             EventError::UnknownType(_) => Some("type"),
             EventError::NotAnObject { .. } => None,
@@ -131,9 +138,19 @@ impl EventError {
 /// tenant's pipeline watermarks ahead and make every real event late.
 pub const MAX_FUTURE_MS: i64 = 86_400_000;
 
+/// The earliest `occurred_at` that ingest accepts: 2000-01-01T00:00:00Z in
+/// Unix milliseconds. Earlier values are most likely seconds sent as
+/// milliseconds: today's time in seconds, read as milliseconds, is in
+/// January 1970.
+pub const MIN_OCCURRED_AT_MS: i64 = 946_684_800_000;
+
 impl Event {
-    /// Refuses an `occurred_at` more than [`MAX_FUTURE_MS`] after `now_ms`.
-    pub fn check_not_future(&self, now_ms: i64) -> Result<(), EventError> {
+    /// Rejects an `occurred_at` before [`MIN_OCCURRED_AT_MS`] or more than
+    /// [`MAX_FUTURE_MS`] after `now_ms`.
+    pub fn check_time(&self, now_ms: i64) -> Result<(), EventError> {
+        if self.occurred_at < MIN_OCCURRED_AT_MS {
+            return Err(EventError::TooOld(self.occurred_at));
+        }
         if self.occurred_at > now_ms.saturating_add(MAX_FUTURE_MS) {
             return Err(EventError::InFuture(self.occurred_at));
         }

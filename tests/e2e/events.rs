@@ -84,7 +84,7 @@ async fn batch_reports_each_item_and_dedupes() {
     let (_, again) = post(
         &host,
         &account.access,
-        json!([{"event_id": "e-1", "type": "click", "occurred_at": 1}]),
+        json!([{"event_id": "e-1", "type": "click", "occurred_at": 1_733_300_000_000_i64}]),
     )
     .await;
     assert_eq!(again["results"][0]["duplicate"], true, "{again}");
@@ -121,7 +121,7 @@ async fn events_survive_kill_per_tenant() {
     post(
         &host,
         &b.access,
-        json!([{"event_id": "b-0", "type": "reply", "occurred_at": 5}]),
+        json!([{"event_id": "b-0", "type": "reply", "occurred_at": 1_733_300_000_005_i64}]),
     )
     .await;
     // SIGKILL: acknowledged events must already be on disk.
@@ -443,15 +443,17 @@ async fn item_errors_name_index_and_field() {
         {"type": "open", "occurred_at": 1_733_300_000_000_i64},
         {"type": "open", "occurred_at": "yesterday"},
         "not an event",
-        {"type": "open", "occurred_at": 1, "campaign": ""},
-        {"type": "open", "occurred_at": 1, "properties": [1]},
+        {"type": "open", "occurred_at": 1_733_300_000_000_i64, "campaign": ""},
+        {"type": "open", "occurred_at": 1_733_300_000_000_i64, "properties": [1]},
         // Microseconds, a common unit mistake, land far in the future.
         {"type": "open", "occurred_at": 1_733_300_000_000_000_i64},
+        // Seconds, the other one, land in January 1970.
+        {"type": "open", "occurred_at": 1_733_300_000_i64},
     ]);
     let (status, body) = post(&host, &account.access, batch).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["accepted"], 1, "{body}");
-    assert_eq!(body["rejected"], 5, "{body}");
+    assert_eq!(body["rejected"], 6, "{body}");
     let results = body["results"].as_array().unwrap();
     assert!(results[0]["offset"].is_u64(), "{body}");
 
@@ -460,7 +462,12 @@ async fn item_errors_name_index_and_field() {
         (2, None, "must be a JSON object"),
         (3, Some("campaign"), "is empty"),
         (4, Some("properties"), "must be an object"),
-        (5, Some("occurred_at"), "more than a day after the server's clock"),
+        (
+            5,
+            Some("occurred_at"),
+            "more than a day after the server's clock",
+        ),
+        (6, Some("occurred_at"), "not seconds"),
     ];
     for (index, field, message) in expected {
         let item = &results[index];
@@ -484,7 +491,7 @@ async fn body_cannot_choose_the_tenant() {
     let (status, body) = post_body(
         &host,
         &account.access,
-        json!({"tenant": other.tenant_id, "events": [{"type": "open", "occurred_at": 1}]}),
+        json!({"tenant": other.tenant_id, "events": [{"type": "open", "occurred_at": 1_733_300_000_000_i64}]}),
     )
     .await;
     assert_eq!(status, 400, "{body}");
@@ -495,7 +502,7 @@ async fn body_cannot_choose_the_tenant() {
     let (status, body) = post(
         &host,
         &account.access,
-        json!([{"event_id": "t-1", "tenant": other.tenant_id, "type": "open", "occurred_at": 1}]),
+        json!([{"event_id": "t-1", "tenant": other.tenant_id, "type": "open", "occurred_at": 1_733_300_000_000_i64}]),
     )
     .await;
     assert_eq!(status, 200, "{body}");

@@ -10,9 +10,9 @@
 //! - `GET /v1/events?tenant=T&from=OFFSET&limit=N`: the tenant's events from
 //!   `from` on, at most `N` (1 to 1,000), and the offset to read next.
 
+use crate::event_store::EventStore;
 use crate::service_reply::reply;
 use bytes::Bytes;
-use crate::event_store::EventStore;
 use copycar_events::{Event, EventError, EventInput, EventSink, EventSource, ItemResult};
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
 use serde::Serialize;
@@ -96,7 +96,7 @@ async fn append(log: Arc<EventStore>, query: &str, body: &[u8]) -> http::Respons
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     for (index, EventInput(item)) in batch.events.into_iter().enumerate() {
-        match item.and_then(|event| event.check_not_future(now_ms).map(|()| event)) {
+        match item.and_then(|event| event.check_time(now_ms).map(|()| event)) {
             Ok(mut event) => {
                 event.tenant.clone_from(&tenant);
                 parsed.push(event);
