@@ -122,6 +122,13 @@ impl EventLog {
                 });
             }
             if scan.torn_tail && writable {
+                let found = std::fs::metadata(&scan.segment.path).map_or(0, |m| m.len());
+                tracing::warn!(
+                    segment = %scan.segment.path.display(),
+                    kept_bytes = scan.segment.size,
+                    cut_bytes = found.saturating_sub(scan.segment.size),
+                    "cut an incomplete write off the end of the event log"
+                );
                 truncate(&scan.segment.path, scan.segment.size)?;
             }
             segments.push(scan.segment);
