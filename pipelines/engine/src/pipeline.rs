@@ -83,6 +83,9 @@ pub struct TenantStats {
     /// The tenant's watermark: each tenant's event time runs on its own, so
     /// one tenant's clock cannot make another tenant's events late.
     pub watermark: Option<i64>,
+    /// Windows held in memory over all outputs: open ones, and closed ones
+    /// that a late event may still update. `max_open_windows` limits each
+    /// output's share.
     pub open_windows: usize,
     /// Per output: the tenant's events dropped as too late.
     pub dropped_late: BTreeMap<String, u64>,
