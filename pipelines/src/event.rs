@@ -78,11 +78,16 @@ pub enum EventError {
     },
     #[error("field `{field}` contains a control character")]
     ControlCharacter { field: &'static str },
-    #[error("field `occurred_at` is {0}, but it must be Unix milliseconds at or after 0")]
+    #[error(
+        "field `occurred_at` is {0}, but it must be Unix milliseconds at or after \
+         2000-01-01T00:00:00Z"
+    )]
     NegativeTime(i64),
     #[error(
-        "field `occurred_at` is {0}, more than a day after the server's clock; send Unix \
-         milliseconds (not microseconds) of when the event happened"
+        "field `occurred_at` is {0}, more than {minutes} minutes after the server's clock; \
+         send Unix milliseconds (not microseconds) of when the event happened, from a clock \
+         that is at most {minutes} minutes ahead",
+        minutes = MAX_FUTURE_MS / 60_000
     )]
     InFuture(i64),
     #[error(
@@ -134,9 +139,11 @@ impl EventError {
 }
 
 /// How far past the server's clock an event's `occurred_at` may be, for
-/// clock skew: 1 day. Later times are refused, because they would move the
-/// tenant's pipeline watermarks ahead and make every real event late.
-pub const MAX_FUTURE_MS: i64 = 86_400_000;
+/// clock skew: 5 minutes. An event moves its tenant's pipeline watermarks
+/// to its time, so a later one would make the tenant's on-time events late
+/// in any pipeline whose allowed lateness is shorter than the skew (10
+/// minutes in `sender_domain_health`).
+pub const MAX_FUTURE_MS: i64 = 5 * 60_000;
 
 /// The earliest `occurred_at` that ingest accepts: 2000-01-01T00:00:00Z in
 /// Unix milliseconds. Earlier values are most likely seconds sent as
@@ -148,6 +155,9 @@ impl Event {
     /// Rejects an `occurred_at` before [`MIN_OCCURRED_AT_MS`] or more than
     /// [`MAX_FUTURE_MS`] after `now_ms`.
     pub fn check_time(&self, now_ms: i64) -> Result<(), EventError> {
+        if self.occurred_at < 0 {
+            return Err(EventError::NegativeTime(self.occurred_at));
+        }
         if self.occurred_at < MIN_OCCURRED_AT_MS {
             return Err(EventError::TooOld(self.occurred_at));
         }

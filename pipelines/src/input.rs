@@ -228,7 +228,8 @@ enum Input {
     Null,
     Boolean,
     Integer(i64),
-    /// A number that is not an `i64`: a fraction or out of range.
+    /// A number that is not an `i64`: written with a decimal point or an
+    /// exponent, or out of range.
     OtherNumber,
     String(String),
     Array,
@@ -241,7 +242,9 @@ impl Input {
             Input::Null => "null",
             Input::Boolean => "a boolean",
             Input::Integer(_) => "an integer",
-            Input::OtherNumber => "a fraction or an integer out of the i64 range",
+            Input::OtherNumber => {
+                "a number with a decimal point or exponent, or an integer out of the i64 range"
+            }
             Input::String(_) => "a string",
             Input::Array => "an array",
             Input::Object(_) => "an object",
@@ -395,7 +398,7 @@ mod tests {
                 EventError::InvalidType {
                     field: "occurred_at",
                     expected: "an integer (Unix milliseconds)",
-                    found: "a fraction or an integer out of the i64 range",
+                    found: "a number with a decimal point or exponent, or an integer out of the i64 range",
                 },
             ),
             (

@@ -465,7 +465,7 @@ async fn item_errors_name_index_and_field() {
         (
             5,
             Some("occurred_at"),
-            "more than a day after the server's clock",
+            "more than 5 minutes after the server's clock",
         ),
         (6, Some("occurred_at"), "not seconds"),
     ];

@@ -8,9 +8,9 @@
 //!
 //! An event is `{"type", "occurred_at", "event_id"?, "campaign"?, "account"?,
 //! "recipient"?, "channel"?, "variant"?, "properties"?}` with `occurred_at`
-//! in Unix milliseconds, from 2000-01-01 to one day past the server's clock.
-//! A repeated `event_id` is stored once. The tenant
-//! always comes from the credential. The log itself lives in the host's data
+//! in Unix milliseconds, from 2000-01-01 to five minutes past the server's
+//! clock. A repeated `event_id` is stored once. The tenant always comes from
+//! the credential. The log itself lives in the host's data
 //! plane at `events.copycar.internal` (the `events_url` variable).
 //!
 //! A batch is forwarded to the log unparsed, with the tenant in the query:
