@@ -505,6 +505,38 @@ async fn custom_pipeline_is_validated_paused_resumed_and_deleted() {
     paged.sort();
     assert_eq!(paged, expected);
 
+    // A cursor pages only the pipeline and output it came from.
+    let (_, first) = call(
+        &host,
+        "GET",
+        "/api/v1/pipelines/clicks_per_minute/results?limit=2",
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(first["state"], "running", "{first}");
+    let next = first["next"].as_str().unwrap();
+    let (status, body) = call(
+        &host,
+        "GET",
+        &format!("/api/v1/pipelines/campaign_hourly/results?after={next}"),
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "after", "{body}");
+    let (status, body) = call(
+        &host,
+        "GET",
+        &format!("/api/v1/pipelines/clicks_per_minute/results?after={next}&after={next}"),
+        &a.access,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["field"], "after", "a repeated parameter: {body}");
+
     // Bad result queries name the parameter.
     for (query, field) in [
         ("?limit=0", "limit"),

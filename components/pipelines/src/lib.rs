@@ -237,10 +237,11 @@ fn query_pairs(request: &Request) -> Result<Vec<(String, String)>, ApiError> {
 
 /// Re-encodes the allowed query parameters as `&key=value...`, so nothing
 /// a client writes can add parameters (such as another tenant).
-fn forwarded_query(request: &Request, allowed: &[&str]) -> Result<String, ApiError> {
+fn forwarded_query(request: &Request, allowed: &[&'static str]) -> Result<String, ApiError> {
     let mut out = String::new();
+    let mut seen: Vec<&'static str> = Vec::new();
     for (key, value) in query_pairs(request)? {
-        if !allowed.contains(&key.as_str()) {
+        let Some(&name) = allowed.iter().find(|a| **a == key) else {
             return Err(ApiError::new(
                 400,
                 format!(
@@ -248,7 +249,16 @@ fn forwarded_query(request: &Request, allowed: &[&str]) -> Result<String, ApiErr
                     allowed.join(", ")
                 ),
             ));
+        };
+        // The service reads one value per name, so a second one would be
+        // ignored without a word.
+        if seen.contains(&name) {
+            return Err(ApiError::bad_field(
+                name,
+                format!("query parameter `{name}` is given more than once"),
+            ));
         }
+        seen.push(name);
         out.push('&');
         out.push_str(&key);
         out.push('=');

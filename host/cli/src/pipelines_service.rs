@@ -34,7 +34,7 @@ use bytes::Bytes;
 use copycar_events::EventSource;
 use copycar_pipelines::{
     Pipeline, PipelineError, PipelineHandle, PipelineStats, ResultRow, RunOptions, TenantStats,
-    Update, parse_pipeline,
+    Update, parse_pipeline, row_key_parts,
 };
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
 use serde::Deserialize;
@@ -61,6 +61,9 @@ const FEED_CAPACITY: usize = 2048;
 const MAX_WAIT_MS: u64 = 25_000;
 /// Largest `limit` on results.
 const MAX_RESULT_ROWS: usize = 10_000;
+/// Shortest time between two warnings about dropped row changes of one
+/// pipeline.
+const LAG_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// Throughput is measured over this many one-second samples.
 const RATE_SAMPLES: usize = 10;
 
@@ -513,12 +516,21 @@ impl Inner {
         let feed = feed.clone();
         let name = handle.name().to_string();
         tokio::spawn(async move {
+            // Under a burst the relay can lag many times a second, so the
+            // warning sums the dropped changes over LAG_LOG_INTERVAL.
+            let mut unlogged: u64 = 0;
+            let mut last_logged: Option<Instant> = None;
             loop {
                 match updates.recv().await {
                     Ok(update) => feed.push(update),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(pipeline = %name, missed, "row changes were dropped; subscribers reload the results");
                         feed.lose();
+                        unlogged += missed;
+                        if last_logged.is_none_or(|at| at.elapsed() >= LAG_LOG_INTERVAL) {
+                            tracing::warn!(pipeline = %name, missed = unlogged, "row changes were dropped; subscribers reload the results");
+                            unlogged = 0;
+                            last_logged = Some(Instant::now());
+                        }
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
@@ -820,7 +832,7 @@ impl Inner {
                 409,
                 json!({
                     "error": format!(
-                        "the pipeline needs room for {capacity} windows and rows ({} outputs × {}, the larger of max_open_windows and max_result_rows), but {} of the tenant's {MAX_WINDOWS_PER_TENANT} are free ({windows_in_use} in use); lower max_open_windows and max_result_rows in the source's WITH options or delete a pipeline",
+                        "the pipeline needs room for {capacity} windows and rows (outputs: {}, times {}, the larger of max_open_windows and max_result_rows), but {} of the tenant's {MAX_WINDOWS_PER_TENANT} are free ({windows_in_use} in use); lower max_open_windows and max_result_rows in the source's WITH options or delete a pipeline",
                         spec.sinks().len(),
                         spec.source.max_open_windows.max(spec.source.max_result_rows),
                         MAX_WINDOWS_PER_TENANT.saturating_sub(windows_in_use),
@@ -1059,21 +1071,6 @@ impl Inner {
                 );
             }
         };
-        let after = match query.get("after").map(|c| Cursor::parse(c)) {
-            None => None,
-            Some(Some(cursor)) => Some(cursor),
-            Some(None) => {
-                tracing::info!(
-                    tenant,
-                    pipeline = name,
-                    "rejected an invalid results cursor"
-                );
-                return reply(
-                    400,
-                    json!({"error": "after must be the `next` value of an earlier page", "code": "invalid", "field": "after"}),
-                );
-            }
-        };
         let entries = self.entries.lock().await;
         let Some(key) = Self::find_key(&entries, tenant, name) else {
             return Self::not_found(name);
@@ -1087,6 +1084,25 @@ impl Inner {
                 json!({"error": format!("`{name}` has no output `{output}`; it has {}", entry.outputs.join(", ")), "code": "invalid", "field": "output"}),
             );
         }
+        let after = match query.get("after") {
+            None => None,
+            Some(text) => match Cursor::parse(text, &entry.outputs) {
+                Some(cursor) if query.get("output").is_none_or(|o| o == cursor.output()) => {
+                    Some(cursor)
+                }
+                _ => {
+                    tracing::info!(
+                        tenant,
+                        pipeline = name,
+                        "rejected an invalid results cursor"
+                    );
+                    return reply(
+                        400,
+                        json!({"error": format!("after must be the `next` value of an earlier page of `{name}` with the same output"), "code": "invalid", "field": "after"}),
+                    );
+                }
+            },
+        };
         // The sequence is read before the rows: a change after it is in
         // the rows or comes again as an update, and upserts are idempotent.
         let seq = entry.feed.latest(tenant);
@@ -1114,7 +1130,7 @@ impl Inner {
             .collect();
         reply(
             200,
-            json!({"pipeline": name, "epoch": entry.feed.epoch, "seq": seq, "rows": rows, "truncated": truncated, "next": next}),
+            json!({"pipeline": name, "state": entry.state_name(), "epoch": entry.feed.epoch, "seq": seq, "rows": rows, "truncated": truncated, "next": next}),
         )
     }
 
@@ -1280,8 +1296,10 @@ fn write_meta(dir: &Path, name: &str, meta: &CustomMeta) -> std::io::Result<()> 
     )
 }
 
-/// A position in the results order (newest window first, then row key),
-/// written as `<window_start>.<row key in hex>` so it survives a URL as is.
+/// A position in the results order (newest window first, then row key):
+/// the last row key of a page, in lowercase hex so it survives a URL as is.
+/// The key contains the row's output and window start, so a cursor cannot
+/// name one window and point into another.
 #[derive(Debug, PartialEq)]
 struct Cursor {
     window_start: i64,
@@ -1296,19 +1314,31 @@ impl Cursor {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
-        let (start, hex) = text.split_once('.')?;
-        if hex.is_empty() || hex.len() % 2 != 0 {
+    /// Parses a cursor of one of `outputs`. Only the form that
+    /// [`Cursor::to_string`] writes is accepted.
+    fn parse(text: &str, outputs: &[String]) -> Option<Self> {
+        if text.is_empty() || text.len() % 2 != 0 {
             return None;
         }
-        let bytes = (0..hex.len())
+        let bytes = (0..text.len())
             .step_by(2)
-            .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+            .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
             .collect::<Option<Vec<u8>>>()?;
-        Some(Self {
-            window_start: start.parse().ok()?,
-            key: String::from_utf8(bytes).ok()?,
-        })
+        let key = String::from_utf8(bytes).ok()?;
+        let (output, window_start) = row_key_parts(&key)?;
+        if !outputs.iter().any(|o| o == output) {
+            return None;
+        }
+        let cursor = Self {
+            window_start,
+            key: key.clone(),
+        };
+        (cursor.to_string() == text).then_some(cursor)
+    }
+
+    /// Returns the output whose rows this cursor pages through.
+    fn output(&self) -> &str {
+        row_key_parts(&self.key).map_or("", |(output, _)| output)
     }
 
     /// Returns whether `row` comes after this position.
@@ -1320,7 +1350,6 @@ impl Cursor {
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.", self.window_start)?;
         self.key.bytes().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
@@ -1389,33 +1418,43 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_orders_rows() {
-        let row = |start: i64, key: &str| ResultRow {
+        let row = |start: i64, group: &str| ResultRow {
             output: "out".into(),
             tenant: "t".into(),
-            key: key.into(),
+            key: format!("out\u{1f}{group}\u{1f}{start:020}"),
             window_start: start,
             window_end: start + 10,
             row: Default::default(),
             closed: false,
         };
-        let cursor = Cursor::of(&row(-5, "out\u{1f}é\u{1f}x"));
+        let outputs = ["out".to_string()];
+        let cursor = Cursor::of(&row(-5, "[\"t\",\"é\"]"));
         let text = cursor.to_string();
-        assert!(text.starts_with("-5."), "{text}");
-        assert!(
-            text.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        );
-        assert_eq!(Cursor::parse(&text), Some(cursor));
+        assert!(text.bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
+        assert_eq!(Cursor::parse(&text, &outputs), Some(cursor));
+        assert_eq!(Cursor::parse(&text, &["other".to_string()]), None);
+        assert_eq!(Cursor::parse(&text.to_uppercase(), &outputs), None);
 
-        let cursor = Cursor::parse(&Cursor::of(&row(100, "b")).to_string()).unwrap();
+        let cursor = Cursor::parse(&Cursor::of(&row(100, "b")).to_string(), &outputs).unwrap();
+        assert_eq!(cursor.output(), "out");
         assert!(!cursor.precedes(&row(100, "b")), "the cursor's own row");
         assert!(!cursor.precedes(&row(100, "a")));
         assert!(!cursor.precedes(&row(200, "z")), "a newer window");
         assert!(cursor.precedes(&row(100, "c")));
         assert!(cursor.precedes(&row(99, "a")));
 
-        for bad in ["", "12", "12.", "x.61", "12.6", "12.zz", "12.ff"] {
-            assert_eq!(Cursor::parse(bad), None, "{bad}");
+        let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+        for bad in [
+            String::new(),
+            "6".into(),
+            "zz".into(),
+            "ff".into(),
+            hex("out"),
+            hex("out\u{1f}g\u{1f}12"),
+            hex("out\u{1f}g\u{1f}+0000000000000000012"),
+            hex("\u{1f}g\u{1f}00000000000000000012"),
+        ] {
+            assert_eq!(Cursor::parse(&bad, &outputs), None, "{bad}");
         }
     }
 }

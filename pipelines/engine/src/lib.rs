@@ -37,6 +37,8 @@ mod value;
 pub use error::{PipelineError, SqlError};
 pub use export::{ArroyoTarget, export_arroyo};
 pub use parse::{Connector, EventColumn, PipelineSpec, SourceSpec, parse_pipeline};
-pub use pipeline::{Pipeline, PipelineStats, ResultRow, TenantStats, Update, UpdateOp};
+pub use pipeline::{
+    Pipeline, PipelineStats, ResultRow, TenantStats, Update, UpdateOp, row_key_parts,
+};
 pub use plan::WindowKind;
 pub use runner::{PipelineHandle, RunOptions};

@@ -183,6 +183,14 @@ pub fn parse_pipeline(name: &str, sql: &str) -> Result<PipelineSpec, SqlError> {
         match statement {
             Statement::CreateTable(create) => {
                 let table = object_name(&create.name);
+                // Result row keys join the sink name with other parts by
+                // U+001F, so a name must not contain control characters.
+                if table.chars().any(char::is_control) {
+                    return Err(SqlError::at_span(
+                        create.name.span(),
+                        format!("table name {table:?} contains a control character"),
+                    ));
+                }
                 let watermark = owners
                     .iter()
                     .position(|owner| *owner == Some(index))

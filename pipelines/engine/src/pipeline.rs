@@ -1189,8 +1189,22 @@ fn raise_watermark(clock: &mut Clock, candidate: i64) {
     clock.watermark = Some(clock.watermark.map_or(candidate, |w| w.max(candidate)));
 }
 
+/// Returns the key of a result row: output, group and window start joined
+/// by U+001F, which neither an output name nor a group's JSON contains.
 fn row_key(output: &str, group: &str, start: i64) -> String {
     format!("{output}\u{1f}{group}\u{1f}{start:020}")
+}
+
+/// Splits a result row's key into its output and window start, or returns
+/// `None` when `key` is not one.
+pub fn row_key_parts(key: &str) -> Option<(&str, i64)> {
+    let (output, rest) = key.split_once('\u{1f}')?;
+    let (group, start) = rest.rsplit_once('\u{1f}')?;
+    let start_ms: i64 = start.parse().ok()?;
+    if output.is_empty() || group.is_empty() || row_key(output, group, start_ms) != key {
+        return None;
+    }
+    Some((output, start_ms))
 }
 
 fn merge_partials(

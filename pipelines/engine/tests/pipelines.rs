@@ -10,6 +10,7 @@
 use copycar_events::{Event, EventLog, EventSource, EventType, LogOptions, StoredEvent};
 use copycar_pipelines::{
     Pipeline, PipelineHandle, ResultRow, RunOptions, SqlError, UpdateOp, parse_pipeline,
+    row_key_parts,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -667,6 +668,32 @@ async fn stale_journal_is_ignored_without_checkpoint() {
     assert!(second.rows("acme").is_empty());
 }
 
+#[tokio::test]
+async fn row_keys_split_into_output_and_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut pipeline = open("keys", MINUTE_COUNTS, dir.path()).await;
+    pipeline
+        .process(&stored(trace_events()[..20].to_vec()), 0)
+        .await
+        .unwrap();
+    let rows = pipeline.rows("acme");
+    assert!(!rows.is_empty());
+    for row in &rows {
+        assert_eq!(
+            row_key_parts(&row.key),
+            Some((row.output.as_str(), row.window_start)),
+            "{}",
+            row.key
+        );
+    }
+    assert_eq!(row_key_parts("out"), None);
+    assert_eq!(
+        row_key_parts("out\u{1f}[]\u{1f}12"),
+        None,
+        "not zero-padded"
+    );
+}
+
 /// The real log behind a gate: reads wait until the gate opens, so a test
 /// can look at a handle while its replay is under way.
 struct GatedLog {
@@ -876,6 +903,11 @@ fn sql_errors_point_at_line_and_column() {
         e.message.contains("`campaign` must be a GROUP BY key"),
         "{e}"
     );
+
+    let control = format!("{header}CREATE TABLE \"out\u{1f}x\" WITH (type = 'sink');");
+    let e = error_of(&control);
+    assert_eq!((e.line, e.column), (3, 14), "{e}");
+    assert!(e.message.contains("contains a control character"), "{e}");
 
     let no_window = format!("{header}SELECT campaign, count(*) FROM events\nGROUP BY campaign;");
     let e = error_of(&no_window);
