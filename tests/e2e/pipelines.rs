@@ -1158,9 +1158,29 @@ fn cli_check_warns_over_tenant_cap() {
         stdout.contains("small.sql: writes clicks; room for 100000"),
         "{stdout}"
     );
-    assert_eq!(stdout.matches("warn  ").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("warn  ").count(), 2, "{stdout}");
     assert!(
         stdout.contains("warn  ") && stdout.contains("big.sql: over the 500000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("together these pipelines need room for 700000"),
+        "{stdout}"
+    );
+
+    // Two files that fit alone but not together get only the shared warning.
+    let fair = CLICKS.replace(
+        "allowed_lateness = '30 days'",
+        "allowed_lateness = '30 days', max_result_rows = '450000'",
+    );
+    std::fs::remove_file(input.path().join("big.sql")).unwrap();
+    std::fs::write(input.path().join("fair.sql"), fair).unwrap();
+    let output = copycar(&["pipelines", "check", input.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert_eq!(stdout.matches("warn  ").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("together these pipelines need room for 550000"),
         "{stdout}"
     );
 }

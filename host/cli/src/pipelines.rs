@@ -122,11 +122,13 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     let files = pipeline_files(&args.paths)?;
     let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     let mut failed = 0;
+    let mut total_capacity = 0;
     for path in &files {
         let (name, sql) = read(path)?;
         match plan(&runtime, &name, &sql) {
             Ok(pipeline) => {
                 let capacity = pipeline.spec().window_capacity();
+                total_capacity += capacity;
                 println!(
                     "ok    {}: writes {}; room for {capacity} windows and rows",
                     path.display(),
@@ -155,6 +157,12 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
                 println!("error {}: {e}", path.display());
             }
         }
+    }
+    // The cap is shared, so files that pass alone may not fit together.
+    if files.len() > 1 && total_capacity > MAX_WINDOWS_PER_TENANT {
+        println!(
+            "warn  together these pipelines need room for {total_capacity} windows and rows, over the {MAX_WINDOWS_PER_TENANT} that a tenant's own pipelines share, so the API would reject the last ones created"
+        );
     }
     if failed > 0 {
         anyhow::bail!("{failed} of {} pipelines have errors", files.len());
