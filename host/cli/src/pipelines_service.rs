@@ -201,10 +201,10 @@ impl Entry {
         }
     }
 
-    fn rows(&self, tenant: &str) -> Vec<ResultRow> {
+    fn rows(&self, tenant: &str) -> Vec<Arc<ResultRow>> {
         match &self.status {
-            Status::Running(handle) => handle.rows(tenant),
-            Status::Paused(pipeline) => pipeline.rows(tenant),
+            Status::Running(handle) => handle.shared_rows(tenant),
+            Status::Paused(pipeline) => pipeline.shared_rows(tenant),
             _ => Vec::new(),
         }
     }
@@ -1106,7 +1106,7 @@ impl Inner {
         // The sequence is read before the rows: a change after it is in
         // the rows or comes again as an update, and upserts are idempotent.
         let seq = entry.feed.latest(tenant);
-        let mut rows: Vec<ResultRow> = entry
+        let mut rows: Vec<Arc<ResultRow>> = entry
             .rows(tenant)
             .into_iter()
             .filter(|r| query.get("output").is_none_or(|o| &r.output == o))
@@ -1114,10 +1114,17 @@ impl Inner {
             .filter(|r| after.as_ref().is_none_or(|a| a.precedes(r)))
             .collect();
         // Newest windows first. Row keys are unique, so the order is total
-        // and a page resumes exactly after its cursor.
-        rows.sort_by(|a, b| b.window_start.cmp(&a.window_start).then(a.key.cmp(&b.key)));
+        // and a page resumes exactly after its cursor. Only the page is
+        // sorted: the rows past it are cut off in linear time first.
+        let order = |a: &Arc<ResultRow>, b: &Arc<ResultRow>| {
+            b.window_start.cmp(&a.window_start).then(a.key.cmp(&b.key))
+        };
         let truncated = rows.len() > limit;
-        rows.truncate(limit);
+        if truncated {
+            rows.select_nth_unstable_by(limit, order);
+            rows.truncate(limit);
+        }
+        rows.sort_unstable_by(order);
         let next = match rows.last() {
             Some(last) if truncated => Value::String(Cursor::of(last).to_string()),
             _ => Value::Null,
@@ -1125,7 +1132,7 @@ impl Inner {
         let rows: Vec<Value> = rows
             .into_iter()
             .map(|r| {
-                json!({"output": r.output, "key": r.key, "window_start": r.window_start, "closed": r.closed, "row": r.row})
+                json!({"output": &r.output, "key": &r.key, "window_start": r.window_start, "closed": r.closed, "row": &r.row})
             })
             .collect();
         reply(

@@ -594,6 +594,12 @@ impl Pipeline {
         rows_of(&self.results, tenant)
     }
 
+    /// Current rows of `tenant` as [`Pipeline::rows`] orders them, shared
+    /// with the pipeline instead of copied.
+    pub fn shared_rows(&self, tenant: &str) -> Vec<Arc<ResultRow>> {
+        shared_rows_of(&self.results, tenant)
+    }
+
     /// Processes one micro-batch of events read from the log in offset
     /// order, at wall-clock time `now_ms`, and checkpoints. Events below the
     /// next offset (already processed) are skipped.
@@ -1175,12 +1181,22 @@ pub(crate) fn rows_of(
     results: &RwLock<BTreeMap<String, Arc<ResultRow>>>,
     tenant: &str,
 ) -> Vec<ResultRow> {
+    shared_rows_of(results, tenant)
+        .into_iter()
+        .map(|r| ResultRow::clone(&r))
+        .collect()
+}
+
+pub(crate) fn shared_rows_of(
+    results: &RwLock<BTreeMap<String, Arc<ResultRow>>>,
+    tenant: &str,
+) -> Vec<Arc<ResultRow>> {
     results
         .read()
         .expect("results lock")
         .values()
         .filter(|r| r.tenant == tenant)
-        .map(|r| ResultRow::clone(r))
+        .cloned()
         .collect()
 }
 

@@ -1,7 +1,7 @@
 //! Running a pipeline continuously on a tokio task.
 
 use crate::error::PipelineError;
-use crate::pipeline::{Pipeline, PipelineStats, ResultRow, Update, rows_of};
+use crate::pipeline::{Pipeline, PipelineStats, ResultRow, Update, rows_of, shared_rows_of};
 use copycar_events::EventSource;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -156,6 +156,11 @@ impl PipelineHandle {
     /// Current rows of `tenant`.
     pub fn rows(&self, tenant: &str) -> Vec<ResultRow> {
         rows_of(&self.results, tenant)
+    }
+
+    /// Current rows of `tenant`, shared with the pipeline instead of copied.
+    pub fn shared_rows(&self, tenant: &str) -> Vec<Arc<ResultRow>> {
+        shared_rows_of(&self.results, tenant)
     }
 
     /// Receives every update from now on, of all tenants; filter by
