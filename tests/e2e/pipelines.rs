@@ -738,6 +738,60 @@ async fn results_are_pushed_over_server_sent_events() {
 }
 
 #[tokio::test]
+async fn host_window_budget_caps_all_pipelines() {
+    let mut options = app_options();
+    options
+        .args
+        .extend(["--pipeline-max-windows".into(), "6".into()]);
+    let host = Host::start_with(&app_manifest(), options);
+    let a = register(&host, "ops@budget-a.example", "Budget A").await;
+    let b = register(&host, "ops@budget-b.example", "Budget B").await;
+    // Each campaign opens a window in campaign_hourly (variant_comparison
+    // needs a variant): 20 in all, for a budget of 6.
+    for (account, tag) in [(&a, "a"), (&b, "b")] {
+        post_events(
+            &host,
+            account,
+            (0..10)
+                .map(|n| {
+                    event(
+                        &format!("{tag}-{n}"),
+                        "sent",
+                        &format!("c-{n}"),
+                        *HOUR + n * MINUTE,
+                    )
+                })
+                .collect(),
+        )
+        .await;
+    }
+
+    let (mut held, mut refused) = (0, 0);
+    for account in [&a, &b] {
+        for pipeline in [
+            "campaign_hourly",
+            "variant_comparison",
+            "sender_domain_health",
+        ] {
+            let detail = wait_caught_up(&host, account, pipeline).await;
+            held += detail["stats"]["open_windows"].as_i64().unwrap();
+            refused += detail["stats"]["dropped_over_limit"].as_i64().unwrap();
+        }
+    }
+    assert_eq!(held, 6, "windows held");
+    assert_eq!(refused, 14, "rows refused");
+    let (_, list) = call(&host, "GET", "/api/v1/pipelines", &a.access, None).await;
+    assert!(
+        list["pipelines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["state"] == "running"),
+        "{list}"
+    );
+}
+
+#[tokio::test]
 async fn restarted_host_resumes_pipelines_without_counting_twice() {
     let data = tempfile::tempdir().unwrap();
     let options = HostOptions {

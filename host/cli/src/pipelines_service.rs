@@ -34,7 +34,7 @@ use bytes::Bytes;
 use copycar_events::EventSource;
 use copycar_pipelines::{
     Pipeline, PipelineError, PipelineHandle, PipelineStats, ResultRow, RunOptions, TenantStats,
-    Update, parse_pipeline, row_key_parts,
+    Update, WindowBudget, parse_pipeline, row_key_parts,
 };
 use copycar_runtime::{InternalService, ServiceFuture, ServiceRequest};
 use serde::Deserialize;
@@ -245,6 +245,8 @@ struct Inner {
     /// both pass the name, count and window checks.
     creating: AsyncMutex<()>,
     options: RunOptions,
+    /// Windows that all pipelines on the host may hold together.
+    window_budget: Arc<WindowBudget>,
     /// Open result streams: lease id to (tenant, expiry).
     streams: Mutex<HashMap<String, (String, Instant)>>,
 }
@@ -268,12 +270,14 @@ fn now_ms() -> i64 {
 impl PipelinesService {
     /// Starts the shipped pipelines found in `shipped_dir` (when it exists)
     /// and the custom ones stored under `root`, each writing its checkpoint
-    /// at most once per `checkpoint_interval`.
+    /// at most once per `checkpoint_interval`. Together they open no window
+    /// past `max_windows`; windows restored from checkpoints count too.
     pub async fn start(
         log: Arc<EventStore>,
         shipped_dir: &Path,
         root: PathBuf,
         checkpoint_interval: Duration,
+        max_windows: usize,
     ) -> anyhow::Result<PipelinesService> {
         let inner = Arc::new(Inner {
             log,
@@ -285,6 +289,7 @@ impl PipelinesService {
                 checkpoint_interval,
                 ..RunOptions::default()
             },
+            window_budget: Arc::new(WindowBudget::new(max_windows)),
         });
         std::fs::create_dir_all(inner.custom_dir()).map_err(|e| {
             anyhow::anyhow!("failed to create {}: {e}", inner.custom_dir().display())
@@ -506,6 +511,7 @@ impl Inner {
         if let Owner::Tenant(tenant) = owner {
             pipeline.scope_to_tenant(tenant.clone());
         }
+        pipeline.set_window_budget(self.window_budget.clone());
         Ok(pipeline)
     }
 

@@ -62,6 +62,11 @@ pub(crate) struct UpArgs {
     /// journal that a restart after a crash replays.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pipeline_checkpoint_ms: u64,
+    /// Windows that all pipelines of all tenants may hold in memory
+    /// together (about 5 KB each). Once they do, rows that would open a
+    /// window are refused and counted per tenant as over the limit.
+    #[arg(long, default_value_t = 2_000_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pipeline_max_windows: u64,
     /// Memory that one ad-hoc SQL query may use for sorts, joins and
     /// aggregates, in MiB.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
@@ -159,6 +164,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         &pipelines_dir,
         data_dir.join("pipelines"),
         std::time::Duration::from_millis(args.pipeline_checkpoint_ms),
+        args.pipeline_max_windows as usize,
     )
     .await?;
     services.register("pipelines", pipelines.clone());
@@ -199,11 +205,9 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     let local_models = tokio::task::block_in_place(|| crate::local_models::load(&models_dir));
     let llm_config =
         crate::local_models::with_local_defaults(runtime_config.llm.clone(), &local_models);
-    let llm = Arc::new(LlmRouter::new(
-        llm_config,
-        local_models,
-        |name| std::env::var(name).ok(),
-    )?);
+    let llm = Arc::new(LlmRouter::new(llm_config, local_models, |name| {
+        std::env::var(name).ok()
+    })?);
     services.register("llm", crate::llm_service::LlmService::new(llm.clone()));
 
     let listener = tokio::net::TcpListener::bind(args.listen)

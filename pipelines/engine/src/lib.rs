@@ -42,3 +42,4 @@ pub use pipeline::{
 };
 pub use plan::WindowKind;
 pub use runner::{PipelineHandle, RunOptions};
+pub use state::WindowBudget;

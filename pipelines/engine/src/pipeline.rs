@@ -6,7 +6,7 @@ use crate::error::{PipelineError, SqlError};
 use crate::journal::{Journal, Step};
 use crate::parse::PipelineSpec;
 use crate::plan::OutputSpec;
-use crate::state::{OutputState, Retraction, WindowRef, is_expired};
+use crate::state::{OutputState, Retraction, WindowBudget, WindowRef, is_expired};
 use crate::value::{Value, json_of};
 use copycar_events::{EventSource, StoredEvent};
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
@@ -175,6 +175,10 @@ pub struct Pipeline {
     /// True while replaying, when steps are neither journaled again nor
     /// checkpointed.
     replaying: bool,
+    /// Room for windows, shared with other pipelines after
+    /// [`Pipeline::set_window_budget`]. It counts this pipeline's windows
+    /// until the pipeline is dropped.
+    budget: Arc<WindowBudget>,
 }
 
 impl Pipeline {
@@ -360,7 +364,10 @@ impl Pipeline {
             journal,
             pending,
             replaying: false,
+            budget: Arc::new(WindowBudget::unlimited()),
         };
+        let windows = pipeline.window_count();
+        pipeline.budget.add(windows);
         if fresh {
             pipeline.save_checkpoint()?;
         }
@@ -392,6 +399,28 @@ impl Pipeline {
     /// a second time, with the same values.
     pub fn set_checkpoint_interval(&mut self, interval: Duration) {
         self.checkpoint_interval = interval;
+    }
+
+    /// Makes the pipeline count its windows in `budget`, which other
+    /// pipelines may share. Once the budget is full, rows that would open a
+    /// window are refused and counted in [`TenantStats::dropped_over_limit`].
+    /// Those refusals depend on the other pipelines' windows, so a replay
+    /// after a crash may admit a row that was refused live.
+    pub fn set_window_budget(&mut self, budget: Arc<WindowBudget>) {
+        let windows = self.window_count();
+        self.budget.release(windows);
+        budget.add(windows);
+        self.budget = budget;
+    }
+
+    /// Returns the windows this pipeline holds, over all outputs and
+    /// tenants.
+    pub fn window_count(&mut self) -> usize {
+        self.state
+            .outputs
+            .iter_mut()
+            .map(|o| o.window_count())
+            .sum()
     }
 
     /// Returns the number of journaled steps that [`Pipeline::replay`] has
@@ -693,6 +722,7 @@ impl Pipeline {
                         &self.state.clocks,
                         lateness,
                         self.spec.source.max_open_windows,
+                        &self.budget,
                         &mut changed[index],
                         &mut retracted[index],
                     )
@@ -712,7 +742,9 @@ impl Pipeline {
                 pipeline = %self.spec.name,
                 refused,
                 limit = self.spec.source.max_open_windows,
-                "rows refused: a tenant has the most open windows allowed"
+                host_windows = self.budget.used(),
+                host_limit = self.budget.limit(),
+                "rows refused: a tenant has max_open_windows windows, or the host's window budget is spent"
             );
         }
 
@@ -962,7 +994,7 @@ impl Pipeline {
         let clocks = &self.state.clocks;
         let watermark_of = |tenant: &str| clocks.get(tenant).and_then(|c| c.watermark);
         for state in &mut self.state.outputs {
-            state.evict(watermark_of, lateness);
+            state.evict(watermark_of, lateness, &self.budget);
         }
         // Rows whose window ended more than the retention before their
         // tenant's watermark leave the live results; the Parquet history
@@ -1230,6 +1262,7 @@ fn merge_partials(
     clocks: &BTreeMap<String, Clock>,
     lateness: i64,
     max_open: usize,
+    budget: &WindowBudget,
     changed: &mut BTreeSet<WindowRef>,
     retracted: &mut Vec<Retraction>,
 ) -> datafusion::error::Result<()> {
@@ -1259,11 +1292,19 @@ fn merge_partials(
             watermark,
             lateness,
             max_open,
+            budget,
             changed,
             retracted,
         );
     }
     Ok(())
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let windows = self.window_count();
+        self.budget.release(windows);
+    }
 }
 
 /// DataFusion's message without its category prefix.

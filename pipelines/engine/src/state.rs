@@ -6,6 +6,7 @@ use crate::plan::{Merge, WindowKind};
 use crate::value::Value;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Window {
@@ -59,6 +60,61 @@ pub(crate) struct OutputState {
     pub accepted: u64,
 }
 
+/// Windows that all pipelines sharing it may hold in memory together, so
+/// many tenants each within their own `max_open_windows` still cannot
+/// exhaust the host. Each pipeline counts its windows in and out.
+#[derive(Debug)]
+pub struct WindowBudget {
+    limit: usize,
+    used: AtomicUsize,
+}
+
+impl WindowBudget {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Returns a budget that never refuses a window.
+    pub fn unlimited() -> Self {
+        Self::new(usize::MAX)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Returns the windows held now by the pipelines that share it.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes room for one window, or returns false when none is left.
+    pub(crate) fn try_take(&self) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used < self.limit).then_some(used + 1)
+            })
+            .is_ok()
+    }
+
+    /// Counts windows that are already held, such as those restored from a
+    /// checkpoint, even past the limit.
+    pub(crate) fn add(&self, windows: usize) {
+        self.used.fetch_add(windows, Ordering::AcqRel);
+    }
+
+    pub(crate) fn release(&self, windows: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(windows))
+            });
+    }
+}
+
 pub(crate) fn group_id(tenant: &str, keys: &[Value]) -> String {
     serde_json::to_string(&(tenant, keys)).expect("values serialize")
 }
@@ -88,10 +144,16 @@ impl OutputState {
         })
     }
 
+    /// Returns the windows this output holds, over all tenants.
+    pub(crate) fn window_count(&mut self) -> usize {
+        self.open_counts().values().sum()
+    }
+
     /// Merges one partial row into its window. Rows of windows past the
     /// allowed lateness are ignored (an event whose every window expired was
     /// already counted as dropped). A row that would open a window when its
-    /// tenant already has `max_open` open windows is refused and counted.
+    /// tenant already has `max_open` open windows, or when `budget` has no
+    /// room left, is refused and counted.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn merge_row(
         &mut self,
@@ -104,6 +166,7 @@ impl OutputState {
         watermark: Option<i64>,
         lateness: i64,
         max_open: usize,
+        budget: &WindowBudget,
         changed: &mut BTreeSet<WindowRef>,
         retracted: &mut Vec<Retraction>,
     ) {
@@ -122,7 +185,7 @@ impl OutputState {
         });
         if opens_window {
             let open = self.open_counts().get(&tenant).copied().unwrap_or(0);
-            if open >= max_open {
+            if open >= max_open || !budget.try_take() {
                 *self.dropped_over_limit_by_tenant.entry(tenant).or_default() += 1;
                 return;
             }
@@ -170,6 +233,7 @@ impl OutputState {
             if absorbed > 0 {
                 let count = self.open_counts().entry(tenant).or_default();
                 *count = count.saturating_sub(absorbed);
+                budget.release(absorbed);
             }
             return;
         }
@@ -209,7 +273,12 @@ impl OutputState {
     /// Drops windows past the allowed lateness, and groups left empty. This
     /// runs after the final rows are computed, so a window that closes and
     /// expires in the same step still emits its result.
-    pub(crate) fn evict(&mut self, watermark_of: impl Fn(&str) -> Option<i64>, lateness: i64) {
+    pub(crate) fn evict(
+        &mut self,
+        watermark_of: impl Fn(&str) -> Option<i64>,
+        lateness: i64,
+        budget: &WindowBudget,
+    ) {
         let mut evicted: BTreeMap<String, usize> = BTreeMap::new();
         for group in self.groups.values_mut() {
             let Some(watermark) = watermark_of(&group.tenant) else {
@@ -223,6 +292,7 @@ impl OutputState {
                 *evicted.entry(group.tenant.clone()).or_default() += before - group.windows.len();
             }
         }
+        budget.release(evicted.values().sum());
         if let Some(counts) = self.open_by_tenant.as_mut() {
             for (tenant, n) in evicted {
                 let count = counts.entry(tenant).or_default();
@@ -256,6 +326,16 @@ mod tests {
         start: i64,
         max_open: usize,
     ) -> Vec<Retraction> {
+        merge_in(state, kind, start, max_open, &WindowBudget::unlimited())
+    }
+
+    fn merge_in(
+        state: &mut OutputState,
+        kind: WindowKind,
+        start: i64,
+        max_open: usize,
+        budget: &WindowBudget,
+    ) -> Vec<Retraction> {
         let mut changed = BTreeSet::new();
         let mut retracted = Vec::new();
         state.merge_row(
@@ -268,6 +348,7 @@ mod tests {
             None,
             0,
             max_open,
+            budget,
             &mut changed,
             &mut retracted,
         );
@@ -300,10 +381,44 @@ mod tests {
         );
         assert_eq!(state.dropped_over_limit_by_tenant["t"], 1);
         // Evicting frees room.
-        state.evict(|_| Some(15), 0);
+        state.evict(|_| Some(15), 0, &WindowBudget::unlimited());
         assert_eq!(open(&mut state), 1);
         merge_limited(&mut state, kind, 20, 2);
         assert_eq!(open(&mut state), 2);
+    }
+
+    #[test]
+    fn shared_budget_refuses_windows_of_any_output() {
+        let kind = WindowKind::Tumble { width_ms: 10 };
+        let budget = WindowBudget::new(3);
+        let (mut first, mut second) = (OutputState::default(), OutputState::default());
+        merge_in(&mut first, kind, 0, 100, &budget);
+        merge_in(&mut first, kind, 10, 100, &budget);
+        merge_in(&mut second, kind, 0, 100, &budget);
+        merge_in(&mut second, kind, 10, 100, &budget);
+        assert_eq!(budget.used(), 3);
+        assert_eq!(second.dropped_over_limit_by_tenant["t"], 1);
+        // A window that is already open still takes rows.
+        merge_in(&mut second, kind, 0, 100, &budget);
+        assert_eq!(second.dropped_over_limit_by_tenant["t"], 1);
+
+        // Evicting in one output makes room in the other.
+        first.evict(|_| Some(15), 0, &budget);
+        assert_eq!(budget.used(), 2);
+        merge_in(&mut second, kind, 10, 100, &budget);
+        assert_eq!(budget.used(), 3);
+        assert_eq!(second.window_count(), 2);
+
+        // Sessions absorbed into one give their room back.
+        let sessions = WindowBudget::new(10);
+        let mut state = OutputState::default();
+        let kind = WindowKind::Session { gap_ms: 10 };
+        merge_in(&mut state, kind, 0, 100, &sessions);
+        merge_in(&mut state, kind, 25, 100, &sessions);
+        merge_in(&mut state, kind, 8, 100, &sessions);
+        merge_in(&mut state, kind, 16, 100, &sessions);
+        assert_eq!(state.window_count(), 1);
+        assert_eq!(sessions.used(), 1);
     }
 
     #[test]

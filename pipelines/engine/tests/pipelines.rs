@@ -9,8 +9,8 @@
 
 use copycar_events::{Event, EventLog, EventSource, EventType, LogOptions, StoredEvent};
 use copycar_pipelines::{
-    Pipeline, PipelineHandle, ResultRow, RunOptions, SqlError, UpdateOp, parse_pipeline,
-    row_key_parts,
+    Pipeline, PipelineHandle, ResultRow, RunOptions, SqlError, UpdateOp, WindowBudget,
+    parse_pipeline, row_key_parts,
 };
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -666,6 +666,43 @@ async fn stale_journal_is_ignored_without_checkpoint() {
     assert!(!dir.path().join("stale.journal").exists());
     assert_eq!(second.next_offset(), 0);
     assert!(second.rows("acme").is_empty());
+}
+
+#[tokio::test]
+async fn pipelines_share_a_window_budget() {
+    let sql = source(", allowed_lateness = '1 day'", ALL_COLUMNS)
+        + "INSERT INTO out SELECT tumble(INTERVAL '1 minute') AS window, campaign,
+             count(*) AS requests FROM events GROUP BY window, campaign;";
+    let budget = Arc::new(WindowBudget::new(5));
+    let events = stored(trace_events());
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = open("budget_a", &sql, dir_a.path()).await;
+    let mut b = open("budget_b", &sql, dir_b.path()).await;
+    a.set_window_budget(budget.clone());
+    b.set_window_budget(budget.clone());
+
+    // The trace opens windows in both pipelines.
+    a.process(&events, 0).await.unwrap();
+    b.process(&events, 0).await.unwrap();
+    let held = a.window_count() + b.window_count();
+    assert_eq!(budget.used(), held);
+    assert!(held <= 5, "{held} windows held");
+    let refused = |p: &Pipeline| p.stats().tenants["acme"].dropped_over_limit;
+    assert!(
+        refused(&a) + refused(&b) > 0,
+        "the trace needs more than 5 windows"
+    );
+
+    // Without a shared budget the same events open more windows.
+    let alone_dir = tempfile::tempdir().unwrap();
+    let mut alone = open("budget_a", &sql, alone_dir.path()).await;
+    alone.process(&events, 0).await.unwrap();
+    assert!(alone.window_count() > held, "{}", alone.window_count());
+
+    // A dropped pipeline gives its room back.
+    let from_b = b.window_count();
+    drop(b);
+    assert_eq!(budget.used(), held - from_b);
 }
 
 #[tokio::test]
