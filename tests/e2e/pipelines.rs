@@ -564,6 +564,7 @@ async fn custom_pipeline_is_validated_paused_resumed_and_deleted() {
     )
     .await;
     assert_eq!(status, 400, "a tenant parameter is refused: {body}");
+    assert_eq!(body["field"], "tenant", "{body}");
 
     let (status, _) = call(
         &host,

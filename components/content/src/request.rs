@@ -415,10 +415,10 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn field_of(body: Value) -> (&'static str, String) {
+    fn field_of(body: Value) -> (String, String) {
         let error = parse_generate(&body).unwrap_err();
         assert_eq!(error.status, 400);
-        (error.field.unwrap(), error.message)
+        (error.field.unwrap().into_owned(), error.message)
     }
 
     #[test]

@@ -107,7 +107,7 @@ fn log_error(status: u16, reply: &[u8]) -> ApiError {
         _ => None,
     };
     ApiError {
-        field,
+        field: field.map(Into::into),
         ..ApiError::new(status, message)
     }
 }

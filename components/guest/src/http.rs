@@ -3,6 +3,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use spin_sdk::http::{Request, Response};
+use std::borrow::Cow;
 
 /// Largest request body the component reads.
 const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -12,7 +13,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024;
 pub struct ApiError {
     pub status: u16,
     pub message: String,
-    pub field: Option<&'static str>,
+    pub field: Option<Cow<'static, str>>,
     /// Seconds for a `Retry-After` header (429 responses).
     pub retry_after: Option<u64>,
 }
@@ -26,11 +27,11 @@ impl ApiError {
             retry_after: None,
         }
     }
-    pub fn bad_field(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn bad_field(field: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
         ApiError {
             status: 400,
             message: message.into(),
-            field: Some(field),
+            field: Some(field.into()),
             retry_after: None,
         }
     }

@@ -242,13 +242,11 @@ fn forwarded_query(request: &Request, allowed: &[&'static str]) -> Result<String
     let mut seen: Vec<&'static str> = Vec::new();
     for (key, value) in query_pairs(request)? {
         let Some(&name) = allowed.iter().find(|a| **a == key) else {
-            return Err(ApiError::new(
-                400,
-                format!(
-                    "unknown query parameter `{key}`; use {}",
-                    allowed.join(", ")
-                ),
-            ));
+            let message = format!(
+                "unknown query parameter `{key}`; use {}",
+                allowed.join(", ")
+            );
+            return Err(ApiError::bad_field(key, message));
         };
         // The service reads one value per name, so a second one would be
         // ignored without a word.
