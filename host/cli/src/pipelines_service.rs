@@ -962,12 +962,22 @@ impl Inner {
         match std::mem::replace(&mut entry.status, Status::Moving) {
             Status::Running(handle) => {
                 entry.last_stats = handle.stats();
-                if let Err(e) = handle.stop().await {
-                    tracing::error!(pipeline = %name, error = %e, "pipeline failed while pausing");
-                }
-                entry.status = match self.open(&key.0, name, &entry.sql).await {
-                    Ok(pipeline) => Status::Paused(Box::new(pipeline)),
-                    Err(e) => Status::Failed(e.to_string()),
+                // The stopped pipeline is kept as it is: reopening it from
+                // its checkpoint would give its windows' room in the host
+                // budget away for a moment, and then count them past it.
+                let stopped = match handle.stop_and_take().await {
+                    Ok(stopped) => stopped,
+                    Err(e) => {
+                        tracing::error!(pipeline = %name, error = %e, "pipeline failed while pausing");
+                        None
+                    }
+                };
+                entry.status = match stopped {
+                    Some(pipeline) => Status::Paused(Box::new(pipeline)),
+                    None => match self.open(&key.0, name, &entry.sql).await {
+                        Ok(pipeline) => Status::Paused(Box::new(pipeline)),
+                        Err(e) => Status::Failed(e.to_string()),
+                    },
                 };
             }
             other => entry.status = other,

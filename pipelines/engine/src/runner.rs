@@ -45,7 +45,7 @@ pub struct PipelineHandle {
     replaying: Arc<AtomicBool>,
     updates: broadcast::Sender<Update>,
     stop: watch::Sender<bool>,
-    task: JoinHandle<Result<(), PipelineError>>,
+    task: JoinHandle<Result<Pipeline, PipelineError>>,
 }
 
 fn now_ms() -> i64 {
@@ -135,7 +135,7 @@ impl PipelineHandle {
                 return Err(error);
             }
             tracing::info!(pipeline = %pipeline.name(), offset = pipeline.next_offset(), "pipeline stopped");
-            Ok(())
+            Ok(pipeline)
         });
 
         PipelineHandle {
@@ -187,12 +187,19 @@ impl PipelineHandle {
 
     /// Stops after the current micro-batch and writes the checkpoint.
     pub async fn stop(self) -> Result<(), PipelineError> {
+        self.stop_and_take().await.map(drop)
+    }
+
+    /// Stops like [`PipelineHandle::stop`] and returns the pipeline with its
+    /// state in memory, or `None` when its task panicked. A pipeline kept
+    /// this way also keeps its room in a shared window budget.
+    pub async fn stop_and_take(self) -> Result<Option<Pipeline>, PipelineError> {
         let _ = self.stop.send(true);
         match self.task.await {
-            Ok(result) => result,
+            Ok(result) => result.map(Some),
             Err(join) => {
                 tracing::error!(pipeline = %self.name, error = %join, "pipeline task panicked");
-                Ok(())
+                Ok(None)
             }
         }
     }

@@ -63,6 +63,11 @@ pub(crate) struct OutputState {
 /// Windows that all pipelines sharing it may hold in memory together, so
 /// many tenants each within their own `max_open_windows` still cannot
 /// exhaust the host. Each pipeline counts its windows in and out.
+// NOTE: result rows that outlive their windows are not counted, so live
+// rows still grow with the number of tenants (each up to
+// `max_result_rows` per output). Counting them here would stop new
+// windows for everyone until rows expire; a host-wide trim of the oldest
+// closed rows would be the fuller bound.
 #[derive(Debug)]
 pub struct WindowBudget {
     limit: usize,

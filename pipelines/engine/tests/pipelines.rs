@@ -703,6 +703,16 @@ async fn pipelines_share_a_window_budget() {
     let from_b = b.window_count();
     drop(b);
     assert_eq!(budget.used(), held - from_b);
+
+    // A pipeline taken back from its task keeps its room: the budget still
+    // counts exactly the windows it holds.
+    let log_dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(EventLog::open(log_dir.path(), LogOptions::default()).unwrap());
+    let handle = PipelineHandle::start(a, log, RunOptions::default());
+    let mut taken = handle.stop_and_take().await.unwrap().unwrap();
+    assert_eq!(budget.used(), taken.window_count());
+    drop(taken);
+    assert_eq!(budget.used(), 0);
 }
 
 #[tokio::test]
