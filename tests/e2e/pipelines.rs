@@ -781,6 +781,22 @@ async fn host_window_budget_caps_all_pipelines() {
     }
     assert_eq!(held, 6, "windows held");
     assert_eq!(refused, 14, "rows refused");
+    let metrics = client()
+        .get(host.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("\ncopycar_pipeline_windows 6\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\ncopycar_pipeline_window_budget 6\n"),
+        "{metrics}"
+    );
     let (_, list) = call(&host, "GET", "/api/v1/pipelines", &a.access, None).await;
     assert!(
         list["pipelines"]

@@ -268,6 +268,18 @@ fn now_ms() -> i64 {
 }
 
 impl PipelinesService {
+    /// Writes the host's pipeline figures in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let budget = &self.inner.window_budget;
+        out.push_str("# HELP copycar_pipeline_windows Windows held in memory by all pipelines of all tenants.\n");
+        out.push_str("# TYPE copycar_pipeline_windows gauge\n");
+        let _ = writeln!(out, "copycar_pipeline_windows {}", budget.used());
+        out.push_str("# HELP copycar_pipeline_window_budget Windows that all pipelines may hold together (--pipeline-max-windows).\n");
+        out.push_str("# TYPE copycar_pipeline_window_budget gauge\n");
+        let _ = writeln!(out, "copycar_pipeline_window_budget {}", budget.limit());
+    }
+
     /// Starts the shipped pipelines found in `shipped_dir` (when it exists)
     /// and the custom ones stored under `root`, each writing its checkpoint
     /// at most once per `checkpoint_interval`. Together they open no window

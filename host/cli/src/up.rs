@@ -227,6 +227,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         },
     )
     .await?;
+    let pipeline_metrics = pipelines.clone();
+    runtime
+        .metrics()
+        .add_source(Box::new(move |out| pipeline_metrics.render_metrics(out)));
 
     // Install the signal handlers before announcing the address, so a
     // SIGTERM sent right after start-up still shuts down cleanly.

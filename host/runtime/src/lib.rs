@@ -51,7 +51,7 @@ pub use llm::{
     ProviderConfig, ProviderError, ProviderKind, ProviderStatus, RouteError, Served, TenantUsage,
     UsageTotals,
 };
-pub use metrics::Metrics;
+pub use metrics::{Metrics, MetricsSource};
 pub use runtime::{CallContext, InvokeError, Runtime, RuntimeOptions};
 pub use server::serve;
 pub use services::{InternalService, ServiceFuture, ServiceRegistry, ServiceRequest};

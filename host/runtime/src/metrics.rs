@@ -61,7 +61,13 @@ pub struct Metrics {
     outbound: Mutex<BTreeMap<(String, &'static str), u64>>,
     active_instances: AtomicI64,
     compile_cache: Mutex<BTreeMap<&'static str, u64>>,
+    /// Writers of metrics that live outside the runtime, such as the data
+    /// plane's services, called at the end of every render.
+    sources: Mutex<Vec<MetricsSource>>,
 }
+
+/// Appends metrics in the Prometheus text format to the output.
+pub type MetricsSource = Box<dyn Fn(&mut String) + Send + Sync>;
 
 impl Metrics {
     pub fn request(&self, component: &str, status: u16, elapsed: Duration) {
@@ -121,6 +127,11 @@ impl Metrics {
         self.active_instances.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Adds `source` to every render, after the runtime's own metrics.
+    pub fn add_source(&self, source: MetricsSource) {
+        self.sources.lock().unwrap().push(source);
+    }
+
     pub fn active_instances(&self) -> i64 {
         self.active_instances.load(Ordering::Relaxed)
     }
@@ -177,6 +188,9 @@ impl Metrics {
                 out,
                 "copycar_component_compilations_total{{cache=\"{outcome}\"}} {n}"
             );
+        }
+        for source in self.sources.lock().unwrap().iter() {
+            source(&mut out);
         }
         out
     }
