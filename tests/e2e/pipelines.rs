@@ -98,6 +98,19 @@ async fn wait_caught_up(host: &Host, account: &Account, pipeline: &str) -> Value
     }
 }
 
+/// Creates pipeline `name` from `sql` for the account's tenant and returns
+/// the status and body of the reply.
+async fn create(host: &Host, account: &Account, name: &str, sql: &str) -> (u16, Value) {
+    call(
+        host,
+        "POST",
+        "/api/v1/pipelines",
+        &account.access,
+        Some(json!({"name": name, "sql": sql})),
+    )
+    .await
+}
+
 fn event(id: &str, kind: &str, campaign: &str, at: i64) -> Value {
     json!({"event_id": id, "type": kind, "campaign": campaign, "occurred_at": at})
 }
@@ -310,14 +323,7 @@ async fn custom_pipeline_is_validated_paused_resumed_and_deleted() {
 
     // A misspelt column: the error points at it.
     let typo = CLICKS.replace("campaign, count(*)", "campain, count(*)");
-    let (status, body) = call(
-        &host,
-        "POST",
-        "/api/v1/pipelines",
-        &a.access,
-        Some(json!({"name": "clicks_per_minute", "sql": typo})),
-    )
-    .await;
+    let (status, body) = create(&host, &a, "clicks_per_minute", &typo).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["field"], "sql");
     assert_eq!(body["line"], 7, "{body}");
@@ -339,36 +345,15 @@ async fn custom_pipeline_is_validated_paused_resumed_and_deleted() {
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["field"], field, "{body}");
     }
-    let (status, body) = call(
-        &host,
-        "POST",
-        "/api/v1/pipelines",
-        &a.access,
-        Some(json!({"name": "campaign_hourly", "sql": CLICKS})),
-    )
-    .await;
+    let (status, body) = create(&host, &a, "campaign_hourly", CLICKS).await;
     assert_eq!(status, 409, "{body}");
 
-    let (status, created) = call(
-        &host,
-        "POST",
-        "/api/v1/pipelines",
-        &a.access,
-        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
-    )
-    .await;
+    let (status, created) = create(&host, &a, "clicks_per_minute", CLICKS).await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["kind"], "custom");
     assert_eq!(created["state"], "running");
     assert_eq!(created["outputs"], json!(["clicks"]));
-    let (status, _) = call(
-        &host,
-        "POST",
-        "/api/v1/pipelines",
-        &a.access,
-        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
-    )
-    .await;
+    let (status, _) = create(&host, &a, "clicks_per_minute", CLICKS).await;
     assert_eq!(status, 409);
 
     // Another tenant cannot see it, and its clicks are not counted.
@@ -767,7 +752,7 @@ async fn host_window_budget_caps_all_pipelines() {
         .await;
     }
 
-    let (mut held, mut refused) = (0, 0);
+    let (mut open_windows, mut over_limit) = (0, 0);
     for account in [&a, &b] {
         for pipeline in [
             "campaign_hourly",
@@ -775,12 +760,12 @@ async fn host_window_budget_caps_all_pipelines() {
             "sender_domain_health",
         ] {
             let detail = wait_caught_up(&host, account, pipeline).await;
-            held += detail["stats"]["open_windows"].as_i64().unwrap();
-            refused += detail["stats"]["dropped_over_limit"].as_i64().unwrap();
+            open_windows += detail["stats"]["open_windows"].as_i64().unwrap();
+            over_limit += detail["stats"]["dropped_over_limit"].as_i64().unwrap();
         }
     }
-    assert_eq!(held, 6, "windows held");
-    assert_eq!(refused, 14, "rows refused");
+    assert_eq!(open_windows, 6, "windows open");
+    assert_eq!(over_limit, 14, "rows over the limit");
     let metrics = client()
         .get(host.url("/metrics"))
         .send()
@@ -817,14 +802,7 @@ async fn restarted_host_resumes_pipelines_without_counting_twice() {
     };
     let host = Host::start_with(&app_manifest(), options.clone());
     let a = register(&host, "ops@eta.example", "Eta").await;
-    let (status, body) = call(
-        &host,
-        "POST",
-        "/api/v1/pipelines",
-        &a.access,
-        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
-    )
-    .await;
+    let (status, body) = create(&host, &a, "clicks_per_minute", CLICKS).await;
     assert_eq!(status, 201, "{body}");
     post_events(
         &host,
@@ -994,14 +972,7 @@ async fn long_operator_chains_are_rejected() {
     );
 
     let sql = CLICKS.replace("count(*) AS clicks", &format!("{} AS clicks", sum(5000)));
-    let (status, body) = call(
-        &host,
-        "POST",
-        "/api/v1/pipelines",
-        &a.access,
-        Some(json!({"name": "chain", "sql": sql})),
-    )
-    .await;
+    let (status, body) = create(&host, &a, "chain", &sql).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["line"], 7, "{body}");
     assert!(body["request_id"].is_string(), "{body}");
@@ -1302,14 +1273,7 @@ async fn created_pipeline_ignores_leftover_state() {
     };
     let host = Host::start_with(&app_manifest(), options.clone());
     let a = register(&host, "ops@xi.example", "Xi").await;
-    let (status, body) = call(
-        &host,
-        "POST",
-        "/api/v1/pipelines",
-        &a.access,
-        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
-    )
-    .await;
+    let (status, body) = create(&host, &a, "clicks_per_minute", CLICKS).await;
     assert_eq!(status, 201, "{body}");
     post_events(&host, &a, vec![event("x-0", "click", "spring", *HOUR)]).await;
     wait_rows(&host, &a, "clicks_per_minute", |rows| clicks(rows) == 1).await;
@@ -1339,14 +1303,7 @@ async fn created_pipeline_ignores_leftover_state() {
     )
     .await;
     assert_eq!(status, 404);
-    let (status, body) = call(
-        &host,
-        "POST",
-        "/api/v1/pipelines",
-        &a.access,
-        Some(json!({"name": "clicks_per_minute", "sql": CLICKS})),
-    )
-    .await;
+    let (status, body) = create(&host, &a, "clicks_per_minute", CLICKS).await;
     assert_eq!(status, 201, "{body}");
     let detail = wait_caught_up(&host, &a, "clicks_per_minute").await;
     assert!(

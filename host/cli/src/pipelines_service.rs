@@ -283,7 +283,8 @@ impl PipelinesService {
     /// Starts the shipped pipelines found in `shipped_dir` (when it exists)
     /// and the custom ones stored under `root`, each writing its checkpoint
     /// at most once per `checkpoint_interval`. Together they open no window
-    /// past `max_windows`; windows restored from checkpoints count too.
+    /// past `max_windows`, and windows restored from checkpoints count
+    /// toward it even beyond it.
     pub async fn start(
         log: Arc<EventStore>,
         shipped_dir: &Path,

@@ -63,7 +63,7 @@ pub(crate) struct UpArgs {
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pipeline_checkpoint_ms: u64,
     /// Windows that all pipelines of all tenants may hold in memory
-    /// together. Once they do, rows that would open a window are refused
+    /// together. Once they do, rows that would open a window are rejected
     /// and counted per tenant as over the limit. Windows restored from
     /// checkpoints count even past it. Result rows of expired windows are
     /// not counted: `max_result_rows` and retention bound those per tenant.

@@ -409,6 +409,25 @@ struct TableOption {
     span: Span,
 }
 
+/// Parses a count option written in digits only (no sign), from 1 to `max`.
+fn parse_count(option: &TableOption, max: usize) -> Result<usize, SqlError> {
+    option
+        .value
+        .parse::<usize>()
+        .ok()
+        .filter(|_| option.value.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| {
+            SqlError::at_span(
+                option.span,
+                format!(
+                    "{} `{}` must be a whole number from 1 to {max}",
+                    option.key, option.value
+                ),
+            )
+        })
+}
+
 fn table_options(options: &CreateTableOptions) -> Result<Vec<TableOption>, SqlError> {
     let list = match options {
         CreateTableOptions::None => return Ok(Vec::new()),
@@ -556,40 +575,8 @@ fn source_spec(
                     )
                 })?;
             }
-            "max_open_windows" => {
-                max_open_windows = option
-                    .value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|_| option.value.bytes().all(|b| b.is_ascii_digit()))
-                    .filter(|n| (1..=MAX_OPEN_WINDOWS_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        SqlError::at_span(
-                            option.span,
-                            format!(
-                                "max_open_windows `{}` must be a whole number from 1 to {MAX_OPEN_WINDOWS_LIMIT}",
-                                option.value
-                            ),
-                        )
-                    })?;
-            }
-            "max_result_rows" => {
-                max_result_rows = option
-                    .value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|_| option.value.bytes().all(|b| b.is_ascii_digit()))
-                    .filter(|n| (1..=MAX_RESULT_ROWS_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        SqlError::at_span(
-                            option.span,
-                            format!(
-                                "max_result_rows `{}` must be a whole number from 1 to {MAX_RESULT_ROWS_LIMIT}",
-                                option.value
-                            ),
-                        )
-                    })?;
-            }
+            "max_open_windows" => max_open_windows = parse_count(option, MAX_OPEN_WINDOWS_LIMIT)?,
+            "max_result_rows" => max_result_rows = parse_count(option, MAX_RESULT_ROWS_LIMIT)?,
             "result_retention" => {
                 result_retention_ms = parse_duration(&option.value).ok_or_else(|| {
                     SqlError::at_span(

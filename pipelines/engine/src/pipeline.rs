@@ -403,9 +403,9 @@ impl Pipeline {
 
     /// Makes the pipeline count its windows in `budget`, which other
     /// pipelines may share. Once the budget is full, rows that would open a
-    /// window are refused and counted in [`TenantStats::dropped_over_limit`].
+    /// window are rejected and counted in [`TenantStats::dropped_over_limit`].
     /// Those refusals depend on the other pipelines' windows, so a replay
-    /// after a crash may admit a row that was refused live.
+    /// after a crash may admit a row that was rejected live.
     pub fn set_window_budget(&mut self, budget: Arc<WindowBudget>) {
         let windows = self.window_count();
         self.budget.release(windows);
@@ -744,7 +744,7 @@ impl Pipeline {
                 limit = self.spec.source.max_open_windows,
                 host_windows = self.budget.used(),
                 host_limit = self.budget.limit(),
-                "rows refused: a tenant has max_open_windows windows, or the host's window budget is spent"
+                "rows rejected: a tenant has max_open_windows windows, or the host's window budget is spent"
             );
         }
 

@@ -82,7 +82,7 @@ impl WindowBudget {
         }
     }
 
-    /// Returns a budget that never refuses a window.
+    /// Returns a budget that never rejects a window.
     pub fn unlimited() -> Self {
         Self::new(usize::MAX)
     }
@@ -158,7 +158,7 @@ impl OutputState {
     /// allowed lateness are ignored (an event whose every window expired was
     /// already counted as dropped). A row that would open a window when its
     /// tenant already has `max_open` open windows, or when `budget` has no
-    /// room left, is refused and counted.
+    /// room left, is rejected and counted.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn merge_row(
         &mut self,

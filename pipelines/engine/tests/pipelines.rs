@@ -684,12 +684,12 @@ async fn pipelines_share_a_window_budget() {
     // The trace opens windows in both pipelines.
     a.process(&events, 0).await.unwrap();
     b.process(&events, 0).await.unwrap();
-    let held = a.window_count() + b.window_count();
-    assert_eq!(budget.used(), held);
-    assert!(held <= 5, "{held} windows held");
-    let refused = |p: &Pipeline| p.stats().tenants["acme"].dropped_over_limit;
+    let open_windows = a.window_count() + b.window_count();
+    assert_eq!(budget.used(), open_windows);
+    assert!(open_windows <= 5, "{open_windows} windows open");
+    let over_limit = |p: &Pipeline| p.stats().tenants["acme"].dropped_over_limit;
     assert!(
-        refused(&a) + refused(&b) > 0,
+        over_limit(&a) + over_limit(&b) > 0,
         "the trace needs more than 5 windows"
     );
 
@@ -697,21 +697,25 @@ async fn pipelines_share_a_window_budget() {
     let alone_dir = tempfile::tempdir().unwrap();
     let mut alone = open("budget_a", &sql, alone_dir.path()).await;
     alone.process(&events, 0).await.unwrap();
-    assert!(alone.window_count() > held, "{}", alone.window_count());
+    assert!(
+        alone.window_count() > open_windows,
+        "{}",
+        alone.window_count()
+    );
 
     // A dropped pipeline gives its room back.
     let from_b = b.window_count();
     drop(b);
-    assert_eq!(budget.used(), held - from_b);
+    assert_eq!(budget.used(), open_windows - from_b);
 
     // A pipeline taken back from its task keeps its room: the budget still
-    // counts exactly the windows it holds.
+    // counts exactly its windows.
     let log_dir = tempfile::tempdir().unwrap();
     let log = Arc::new(EventLog::open(log_dir.path(), LogOptions::default()).unwrap());
     let handle = PipelineHandle::start(a, log, RunOptions::default());
-    let mut taken = handle.stop_and_take().await.unwrap().unwrap();
-    assert_eq!(budget.used(), taken.window_count());
-    drop(taken);
+    let mut stopped = handle.stop_and_take().await.unwrap().unwrap();
+    assert_eq!(budget.used(), stopped.window_count());
+    drop(stopped);
     assert_eq!(budget.used(), 0);
 }
 
